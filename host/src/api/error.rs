@@ -1,0 +1,83 @@
+//! The API's error type: one variant per `error.kind` clients see.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::queue::BrokerError;
+
+/// An API error, rendered as `{"error": {"kind", "message"}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_json`: the body is not JSON or not of the expected shape.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// 400 `invalid_request`: a field has an unacceptable value.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 404 `unknown_plugin`.
+    #[error("{0}")]
+    UnknownPlugin(String),
+    /// 404 `not_found`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 `conflict`.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 `payload_too_large`.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 503 `unavailable`: the broker cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The `error.kind` string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::UnknownPlugin(_) => "unknown_plugin",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownPlugin(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"kind": self.kind(), "message": self.to_string()}}));
+        let mut response = (self.status(), body).into_response();
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::NotFound(id) => ApiError::NotFound(format!("no task {id}")),
+            BrokerError::Conflict(m) => ApiError::Conflict(m),
+            BrokerError::Storage(m) => {
+                tracing::warn!(error = %m, "broker unavailable");
+                ApiError::Unavailable("the task store is unavailable; try again".into())
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP API: REST under `/api/v1`, WebSocket under `/ws`, health outside both.
+//!
+//! Shapes follow DESIGN.md. Every error is JSON `{"error": {"kind", "message"}}` with a fitting
+//! status code, including the body-size and malformed-JSON cases that axum would otherwise answer
+//! in plain text. This room never touches wasmtime: it reads plugin metadata from the registry and
+//! talks to the broker, the event hub and the worker's cancel registry.
+
+mod error;
+mod tasks;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde_json::json;
+
+pub use error::ApiError;
+
+use crate::events::EventHub;
+use crate::plugin::PluginRegistry;
+use crate::queue::Broker;
+use crate::worker::RunningTasks;
+
+/// Largest accepted task input, in bytes of JSON.
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 1 << 20;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The queue backend.
+    pub broker: Arc<dyn Broker>,
+    /// Event storage and fan-out.
+    pub hub: EventHub,
+    /// Loaded plugins.
+    pub plugins: Arc<PluginRegistry>,
+    /// Tasks running on this host (to stop them at once on cancel).
+    pub running: Arc<RunningTasks>,
+    /// Largest accepted input.
+    pub max_input_bytes: usize,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/tasks", post(tasks::submit).get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get_task))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/tasks/{id}/events", get(tasks::events))
+        .route("/plugins", get(tasks::plugins))
+        .route("/queues", get(tasks::queues))
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        // Room for the request's other fields around a maximal input; the input itself is
+        // checked against `max_input_bytes` exactly.
+        .layer(DefaultBodyLimit::max(state.max_input_bytes + (64 << 10)));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/ws/tasks/{id}", get(ws::task_stream))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(tasks::readyz))
+        .with_state(state)
+}

@@ -1,0 +1,339 @@
+//! REST handlers for tasks, plugins, queues and readiness.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::events::{NewEvent, kind};
+use crate::plugin::manifest::valid_name;
+use crate::queue::{CancelResult, ErrorInfo, Millis, NewTask, Priority, TaskFilter, TaskRecord, TaskStatus, now_ms};
+use crate::sandbox::LimitsRequest;
+use crate::tenant::Tenant;
+
+/// The caller. Until tenants and tokens exist, everyone is the default tenant.
+fn caller() -> Tenant {
+    Tenant::default_tenant()
+}
+
+/// `POST /api/v1/tasks` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// Plugin name (or a task name one plugin serves).
+    pub plugin: String,
+    /// The task's input; `{}` when absent.
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// Queue; the plugin's own by default.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// `high`, `normal` (default) or `low`.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Client-chosen id, for idempotent submission.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Start no sooner than this many milliseconds from now.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Start no sooner than this time (RFC 3339).
+    #[serde(default)]
+    pub eta: Option<String>,
+    /// Do not start after this time (RFC 3339); the task ends `expired`.
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// Retries after the first attempt (the plugin's default otherwise).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Narrower limits than the plugin's defaults.
+    #[serde(default)]
+    pub limits: Option<LimitsRequest>,
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    id: String,
+    plugin: String,
+    task: String,
+    tenant: String,
+    queue: String,
+    status: TaskStatus,
+    priority: Priority,
+    progress: f32,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorInfo>,
+    attempts: u32,
+    max_retries: u32,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    cancel_requested: bool,
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(ms: Millis) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn parse_time(field: &str, text: &str) -> Result<Millis, ApiError> {
+    let t = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| ApiError::InvalidRequest(format!("{field}: {text:?} is not an RFC 3339 time: {e}")))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0))
+}
+
+impl TaskView {
+    /// The API view of a stored task.
+    pub fn from_record(t: TaskRecord, with_result: bool) -> Self {
+        TaskView {
+            result: if with_result { t.result.as_deref().and_then(|r| serde_json::from_str(r).ok()) } else { None },
+            id: t.id,
+            plugin: t.plugin,
+            task: t.task_name,
+            tenant: t.tenant,
+            queue: t.queue,
+            status: t.status,
+            priority: t.priority,
+            progress: t.progress,
+            message: t.message,
+            error: t.error,
+            attempts: t.attempts,
+            max_retries: t.max_retries,
+            created_at: rfc3339(t.created_at),
+            started_at: t.started_at.map(rfc3339),
+            finished_at: t.finished_at.map(rfc3339),
+            not_before: t.not_before.map(rfc3339),
+            expires_at: t.expires_at.map(rfc3339),
+            cancel_requested: t.cancel_requested,
+        }
+    }
+}
+
+fn valid_task_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// `POST /api/v1/tasks`.
+pub async fn submit(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = caller();
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!("the request body is over the limit of {} bytes", state.max_input_bytes))
+        } else {
+            ApiError::InvalidJson(format!("cannot read the request body: {rejection}"))
+        }
+    })?;
+    let request: SubmitRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(format!("invalid request body: {e}")))?;
+    let (plugin, task_name) = state
+        .plugins
+        .resolve(&request.plugin)
+        .ok_or_else(|| ApiError::UnknownPlugin(format!("no plugin or task named {:?} is loaded", request.plugin)))?;
+    let input = request.input.unwrap_or_else(|| json!({})).to_string();
+    if input.len() > state.max_input_bytes {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the input is {} bytes, over the limit of {} bytes",
+            input.len(),
+            state.max_input_bytes
+        )));
+    }
+    let queue = request.queue.unwrap_or_else(|| plugin.manifest.queue.clone());
+    if !valid_name(&queue) {
+        return Err(ApiError::InvalidRequest(format!("queue {queue:?}: use 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'")));
+    }
+    let id = match request.id {
+        Some(id) if valid_task_id(&id) => id,
+        Some(id) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "id {id:?}: use 1-128 characters of a-z, A-Z, 0-9, '-', '_', '.', ':'"
+            )));
+        }
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    let now = now_ms();
+    let not_before = match (request.delay_ms, request.eta.as_deref()) {
+        (Some(_), Some(_)) => return Err(ApiError::InvalidRequest("give delay_ms or eta, not both".into())),
+        (Some(delay), None) => Some(now.saturating_add(delay.min(365 * 24 * 3600 * 1000) as Millis)),
+        (None, Some(eta)) => Some(parse_time("eta", eta)?),
+        (None, None) => None,
+    };
+    let expires_at = request.expires.as_deref().map(|e| parse_time("expires", e)).transpose()?;
+    let max_retries = request.max_retries.unwrap_or(plugin.manifest.retry.max_retries);
+    if max_retries > 100 {
+        return Err(ApiError::InvalidRequest("max_retries: at most 100".into()));
+    }
+    let limits = request.limits.unwrap_or_default();
+    if limits.fuel == Some(0) || limits.timeout_ms == Some(0) || limits.memory_mb == Some(0) {
+        return Err(ApiError::InvalidRequest("limits: fuel, timeout_ms and memory_mb must be positive".into()));
+    }
+    let submitted = state
+        .broker
+        .submit(NewTask {
+            id,
+            tenant: tenant.name,
+            plugin: plugin.manifest.name.clone(),
+            task_name,
+            queue,
+            input,
+            priority: request.priority.unwrap_or_default(),
+            not_before,
+            expires_at,
+            max_retries,
+            limits,
+        })
+        .await?;
+    let status = if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(json!({"id": submitted.task.id, "status": submitted.task.status, "created": submitted.created})),
+    ))
+}
+
+/// `GET /api/v1/tasks/{id}`.
+pub async fn get_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let tenant = caller();
+    let task = state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    Ok(Json(TaskView::from_record(task, true)))
+}
+
+/// Query of `GET /api/v1/tasks`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    plugin: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/tasks?status=&plugin=&limit=`.
+pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let tenant = caller();
+    let status = match q.status.as_deref() {
+        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| ApiError::InvalidRequest(format!("status {s:?} is not a task status")))?),
+        None => None,
+    };
+    let filter = TaskFilter {
+        tenant: tenant.scope().map(str::to_owned),
+        status,
+        plugin: q.plugin,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let tasks: Vec<TaskView> =
+        state.broker.list(&filter).await?.into_iter().map(|t| TaskView::from_record(t, false)).collect();
+    Ok(Json(json!({"tasks": tasks})))
+}
+
+/// `POST /api/v1/tasks/{id}/cancel`.
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let tenant = caller();
+    let event = NewEvent::new(kind::RUN_CANCELLED, json!({"status": "cancelled", "error": {"kind": "cancelled", "message": "cancelled before it started"}}));
+    let requested = NewEvent::new(kind::CANCEL_REQUESTED, json!({"by": tenant.name}));
+    // Queued tasks take the terminal event; running ones are flagged and get `cancel_requested`.
+    let current = state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    let event = if current.status == TaskStatus::Running { requested } else { event };
+    let (result, stored) = state.broker.cancel(tenant.scope(), &id, event).await?;
+    if let Some(stored) = stored {
+        state.hub.publish(stored);
+    }
+    if result == CancelResult::Requested {
+        // Running here: stop it now rather than at the next lease renewal.
+        state.running.cancel(&id);
+    }
+    let task = state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    Ok(Json(json!({"id": id, "cancel": result, "status": task.status})))
+}
+
+/// `POST /api/v1/tasks/{id}/retry`: requeue a dead task.
+pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let tenant = caller();
+    let task = state.broker.retry_dead(tenant.scope(), &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": task.id, "status": task.status}))))
+}
+
+/// Query of the events endpoint.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/tasks/{id}/events?since=SEQ&limit=N`.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller();
+    state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    let since = q.since.unwrap_or(0);
+    let events = state.hub.history(&id, since, q.limit.unwrap_or(1000).clamp(1, 10_000)).await?;
+    let next_since = events.last().map_or(since, |e| e.seq);
+    let events: Vec<Value> = events.into_iter().map(|e| super::ws::event_json(&e)).collect();
+    Ok(Json(json!({"task_id": id, "events": events, "next_since": next_since})))
+}
+
+/// `GET /api/v1/plugins`.
+pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
+    let plugins: Vec<Value> = state
+        .plugins
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.manifest.name,
+                "version": p.manifest.version,
+                "description": p.manifest.description,
+                "tasks": p.manifest.tasks,
+                "queue": p.manifest.queue,
+                "limits": p.limits,
+                "retry": p.manifest.retry,
+                "capabilities": {"data": p.capabilities.data_dir.is_some(), "scratch": p.capabilities.scratch},
+                "describe": p.description,
+                "sha256": p.wasm_sha256,
+            })
+        })
+        .collect();
+    let problems: Vec<Value> = state
+        .plugins
+        .problems()
+        .iter()
+        .map(|p| json!({"dir": p.dir.display().to_string(), "error": p.error}))
+        .collect();
+    Json(json!({"plugins": plugins, "problems": problems}))
+}
+
+/// `GET /api/v1/queues`.
+pub async fn queues(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let tenant = caller();
+    let stats = state.broker.queue_stats(tenant.scope()).await?;
+    Ok(Json(json!({"queues": stats, "running_here": state.running.ids().len()})))
+}
+
+/// `GET /readyz`: 200 when the broker answers and at least one plugin is loaded.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let broker = state.broker.ping().await;
+    let ready = broker.is_ok() && !state.plugins.is_empty();
+    let body = json!({
+        "ready": ready,
+        "broker": {"backend": state.broker.backend_name(), "ok": broker.is_ok(), "error": broker.err().map(|e| e.to_string())},
+        "plugins": {"loaded": state.plugins.len(), "problems": state.plugins.problems().len()},
+    });
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}

@@ -1,0 +1,400 @@
+//! Queues: where accepted tasks wait, and the records of what became of them.
+//!
+//! [`Broker`] is one trait shaped for Redis semantics, so that every backend offers the same
+//! delivery guarantees: a worker *leases* a task for a while, *renews* the lease while it runs, and
+//! *finishes* it (success, failure, retry later, dead letter) in one step that also stores the
+//! outcome and the terminal event. A lease that lapses (its worker died) makes the task available
+//! again with the next attempt number; a finish carries the attempt it belongs to, so a worker that
+//! lost its lease cannot overwrite the outcome of the attempt that replaced it (fencing).
+//!
+//! Backends: [`embedded`] (SQLite on local disk, the default). The Redis backend comes with its own
+//! issue and implements the same trait; the conformance tests in `host/tests/all/broker_*.rs` run
+//! unchanged on each.
+//!
+//! This room owns task records, queues and the event log's storage. It knows nothing of wasmtime,
+//! HTTP or how a task is run.
+
+pub mod embedded;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{Event, NewEvent};
+use crate::sandbox::LimitsRequest;
+
+/// Milliseconds since the Unix epoch: the one time format stored by every backend.
+pub type Millis = i64;
+
+/// Now, in [`Millis`].
+pub fn now_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+/// Where a task stands. Serialised in snake_case, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Waiting for its start time (`delay_ms` or `eta`).
+    Scheduled,
+    /// Leased by a worker and running.
+    Running,
+    /// Failed in a way that will be retried; waiting for its backoff to pass.
+    Retrying,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished with an error that is not retried.
+    Failed,
+    /// Cancelled by a client before or while running.
+    Cancelled,
+    /// Its `expires` time passed before it started.
+    Expired,
+    /// Gave up on: retries exhausted, undecodable, or delivered too often. Can be retried by hand.
+    Dead,
+}
+
+impl TaskStatus {
+    /// The name used in the API and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Scheduled => "scheduled",
+            TaskStatus::Running => "running",
+            TaskStatus::Retrying => "retrying",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Expired => "expired",
+            TaskStatus::Dead => "dead",
+        }
+    }
+
+    /// Parses a name from [`TaskStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => TaskStatus::Queued,
+            "scheduled" => TaskStatus::Scheduled,
+            "running" => TaskStatus::Running,
+            "retrying" => TaskStatus::Retrying,
+            "succeeded" => TaskStatus::Succeeded,
+            "failed" => TaskStatus::Failed,
+            "cancelled" => TaskStatus::Cancelled,
+            "expired" => TaskStatus::Expired,
+            "dead" => TaskStatus::Dead,
+            _ => return None,
+        })
+    }
+
+    /// True once nothing more will happen to the task (short of a manual retry of a dead one).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded
+                | TaskStatus::Failed
+                | TaskStatus::Cancelled
+                | TaskStatus::Expired
+                | TaskStatus::Dead
+        )
+    }
+}
+
+/// Task priority. Higher priorities are leased first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Before everything else.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// After everything else.
+    Low,
+}
+
+impl Priority {
+    /// 0 for high, 1 for normal, 2 for low: the sort key backends use.
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::High => 0,
+            Priority::Normal => 1,
+            Priority::Low => 2,
+        }
+    }
+
+    /// The inverse of [`Priority::rank`]; unknown ranks read as normal.
+    pub fn from_rank(rank: i64) -> Self {
+        match rank {
+            0 => Priority::High,
+            2 => Priority::Low,
+            _ => Priority::Normal,
+        }
+    }
+}
+
+/// `error` of a finished task: `kind` names the outcome (`invalid_input`, `out_of_fuel`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// The outcome's name, stable for clients to match on.
+    pub kind: String,
+    /// A human explanation.
+    pub message: String,
+}
+
+/// A task as submitted, after the API validated it.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Client-chosen id for idempotent submission; a fresh UUID otherwise.
+    pub id: String,
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// The plugin that runs it.
+    pub plugin: String,
+    /// The task name within the plugin.
+    pub task_name: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// The input, as JSON text.
+    pub input: String,
+    /// Priority within the queue.
+    pub priority: Priority,
+    /// Not before this time (delay/eta); `None` for now.
+    pub not_before: Option<Millis>,
+    /// Ends as `expired` if not started by then.
+    pub expires_at: Option<Millis>,
+    /// Retries allowed after the first attempt.
+    pub max_retries: u32,
+    /// Limits the submitter asked for (narrowing the plugin's defaults).
+    pub limits: LimitsRequest,
+}
+
+/// Everything stored about a task.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    /// The task's id.
+    pub id: String,
+    /// Owner.
+    pub tenant: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Task name within the plugin.
+    pub task_name: String,
+    /// Queue name.
+    pub queue: String,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// Priority.
+    pub priority: Priority,
+    /// Latest progress, 0 to 100.
+    pub progress: f32,
+    /// Latest progress message.
+    pub message: String,
+    /// The input JSON text.
+    #[serde(skip)]
+    pub input: String,
+    /// The result JSON text, once succeeded.
+    #[serde(skip)]
+    pub result: Option<String>,
+    /// The error, once failed (or while retrying: the last attempt's error).
+    pub error: Option<ErrorInfo>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Retries allowed after the first attempt.
+    pub max_retries: u32,
+    /// Limits the submitter asked for.
+    pub limits: LimitsRequest,
+    /// When it was accepted.
+    pub created_at: Millis,
+    /// When its latest attempt started.
+    pub started_at: Option<Millis>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<Millis>,
+    /// Not before this time.
+    pub not_before: Option<Millis>,
+    /// Expiry time.
+    pub expires_at: Option<Millis>,
+    /// A client asked to cancel it while it ran.
+    pub cancel_requested: bool,
+}
+
+/// A worker's hold on one attempt of a task.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The task as it was when leased (status `running`, `attempts` counting this one).
+    pub task: TaskRecord,
+    /// This attempt's number (1 for the first run). Fences every later call.
+    pub attempt: u32,
+    /// The worker holding it.
+    pub worker: String,
+}
+
+/// What [`Broker::renew`] learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Still ours, extended.
+    Held,
+    /// Still ours, but a client asked to cancel the task: stop it.
+    CancelRequested,
+    /// No longer ours (lapsed and taken by another attempt, or finished elsewhere): stop without
+    /// writing anything.
+    Lost,
+}
+
+/// How an attempt ended, as the broker stores it.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    /// Succeeded with this result (JSON text).
+    Succeeded {
+        /// The result.
+        result: String,
+    },
+    /// Failed for good.
+    Failed(ErrorInfo),
+    /// Stopped because a client cancelled it.
+    Cancelled(ErrorInfo),
+    /// Failed; run again at `at`.
+    Retry {
+        /// Why this attempt failed.
+        error: ErrorInfo,
+        /// When to run again.
+        at: Millis,
+    },
+    /// Failed; give up and keep it in the dead-letter list.
+    Dead(ErrorInfo),
+}
+
+impl Finish {
+    /// The status the task takes.
+    pub fn status(&self) -> TaskStatus {
+        match self {
+            Finish::Succeeded { .. } => TaskStatus::Succeeded,
+            Finish::Failed(_) => TaskStatus::Failed,
+            Finish::Cancelled(_) => TaskStatus::Cancelled,
+            Finish::Retry { .. } => TaskStatus::Retrying,
+            Finish::Dead(_) => TaskStatus::Dead,
+        }
+    }
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelResult {
+    /// It had not started: it is now cancelled and will never run.
+    Cancelled,
+    /// It is running: the worker holding it was asked to stop.
+    Requested,
+    /// It had already finished; nothing changed.
+    AlreadyFinished,
+}
+
+/// Result of [`Broker::submit`].
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The stored task (the existing one when the id was already known).
+    pub task: TaskRecord,
+    /// False when a task with this id already existed and nothing new was queued.
+    pub created: bool,
+}
+
+/// Filter for [`Broker::list`].
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this tenant's tasks.
+    pub tenant: Option<String>,
+    /// Only tasks in this status.
+    pub status: Option<TaskStatus>,
+    /// Only this plugin's tasks.
+    pub plugin: Option<String>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// Counts per queue.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Ready to run now.
+    pub pending: u64,
+    /// Running.
+    pub running: u64,
+    /// Waiting for a start time or a retry backoff.
+    pub scheduled: u64,
+    /// In the dead-letter list.
+    pub dead: u64,
+}
+
+/// Why a broker call failed. These are infrastructure failures; a task that fails is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The storage is unreachable or refused the operation.
+    #[error("broker storage error: {0}")]
+    Storage(String),
+    /// No task with this id (for this tenant).
+    #[error("no task {0}")]
+    NotFound(String),
+    /// The request conflicts with the task's state (e.g. retrying a task that is not dead).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The queue backend. See the module documentation for the guarantees every backend gives.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// A short name for logs and `/readyz` (`embedded`, `redis`).
+    fn backend_name(&self) -> &'static str;
+
+    /// Accepts a task. A known id returns the existing task with `created: false` (idempotent).
+    async fn submit(&self, task: NewTask) -> Result<Submitted, BrokerError>;
+
+    /// Leases the next runnable task from `queues` (highest priority, then oldest), for
+    /// `lease_for`. Promotes due delayed tasks, expires stale ones, and takes back tasks whose
+    /// lease lapsed. Returns at once; `None` when nothing is runnable.
+    async fn lease(&self, worker: &str, queues: &[String], lease_for: Duration) -> Result<Option<Lease>, BrokerError>;
+
+    /// Waits until a task may have become runnable in `queues`, or `timeout` passes.
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration);
+
+    /// Extends a lease and reports whether the task was cancelled meanwhile.
+    async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<LeaseState, BrokerError>;
+
+    /// Gives a lease back without counting the attempt (the host is draining): the task is
+    /// runnable again at once.
+    async fn release(&self, lease: &Lease) -> Result<(), BrokerError>;
+
+    /// Ends an attempt: stores the outcome and appends `terminal` (when the finish is terminal or a
+    /// retry) to the task's events in one step. Fenced: returns `None` and changes nothing when the
+    /// lease was lost.
+    async fn finish(&self, lease: &Lease, finish: Finish, event: NewEvent) -> Result<Option<Event>, BrokerError>;
+
+    /// Updates the latest progress of a running attempt (fenced by attempt).
+    async fn set_progress(&self, lease: &Lease, percent: f32, message: &str) -> Result<(), BrokerError>;
+
+    /// Cancels a task: a queued one never starts (and gets `event` as its terminal event), a
+    /// running one is flagged for its worker. `tenant` restricts to that tenant's tasks.
+    async fn cancel(&self, tenant: Option<&str>, id: &str, event: NewEvent) -> Result<(CancelResult, Option<Event>), BrokerError>;
+
+    /// Requeues a dead task as a fresh attempt series.
+    async fn retry_dead(&self, tenant: Option<&str>, id: &str) -> Result<TaskRecord, BrokerError>;
+
+    /// One task, if it exists (and belongs to `tenant` when given).
+    async fn get(&self, tenant: Option<&str>, id: &str) -> Result<Option<TaskRecord>, BrokerError>;
+
+    /// Tasks matching `filter`, newest first.
+    async fn list(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, BrokerError>;
+
+    /// Counts per queue (for `tenant` when given).
+    async fn queue_stats(&self, tenant: Option<&str>) -> Result<Vec<QueueStats>, BrokerError>;
+
+    /// Appends events to a task's log, assigning sequence ids (1, 2, ... per task).
+    async fn append_events(&self, task_id: &str, events: Vec<NewEvent>) -> Result<Vec<Event>, BrokerError>;
+
+    /// A task's events with `seq > since`, oldest first, at most `limit`.
+    async fn events_since(&self, task_id: &str, since: u64, limit: usize) -> Result<Vec<Event>, BrokerError>;
+
+    /// Checks the storage is reachable.
+    async fn ping(&self) -> Result<(), BrokerError>;
+}

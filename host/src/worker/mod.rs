@@ -1,0 +1,405 @@
+//! The worker: leases tasks, runs them in the sandbox, stores what they report, and finishes them.
+//!
+//! `--concurrency N` slots each run a loop: lease a task from the broker, run it, store its
+//! outcome, repeat; with nothing to do, wait on the broker. While a task runs, the slot renews its
+//! lease every [`WorkerSettings::lease_renewal_interval`], so a long task is never taken over
+//! while its host lives; the renewal also learns of cancellation requested on another host.
+//! Everything the plugin reports flows through a bounded channel to a writer that stores events
+//! in batches and coalesces progress.
+//!
+//! Decisions after a run: success and plain failures are final; retryable outcomes (host errors,
+//! errors the plugin marked retryable) are retried with exponential backoff and jitter while the
+//! task's retry budget lasts, then go to the dead letters; a cancelled run ends `cancelled`.
+//!
+//! Draining (SIGTERM): slots stop leasing; running tasks get the grace period to finish; the rest
+//! are stopped and their leases released, so that another host (or this one after a restart) runs
+//! them at once instead of waiting for the lease to lapse.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{EventHub, NewEvent, kind};
+use crate::plugin::PluginRegistry;
+use crate::queue::{Broker, ErrorInfo, Finish, Lease, LeaseState, now_ms};
+use crate::sandbox::{Outcome, Report, Sandbox, TaskIdentity};
+
+/// Tunable timings of the worker, declared once.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// Queues to take tasks from.
+    pub queues: Vec<String>,
+    /// This host's name in leases and events.
+    pub host_id: String,
+    /// How long a lease lasts without renewal. A dead host's tasks come back after this.
+    pub lease_duration: Duration,
+    /// How often a running task's lease is renewed (well under `lease_duration`).
+    pub lease_renewal_interval: Duration,
+    /// Longest wait for work before polling the broker again.
+    pub idle_wait: Duration,
+    /// Least time between two stored `progress_update` events of one task.
+    pub progress_event_interval: Duration,
+    /// Wait after a broker error before trying again.
+    pub broker_retry_delay: Duration,
+}
+
+impl WorkerSettings {
+    /// Defaults for `concurrency` slots on `queues`.
+    pub fn new(concurrency: usize, queues: Vec<String>, host_id: String) -> Self {
+        WorkerSettings {
+            concurrency: concurrency.max(1),
+            queues,
+            host_id,
+            lease_duration: Duration::from_secs(30),
+            lease_renewal_interval: Duration::from_secs(10),
+            idle_wait: Duration::from_secs(1),
+            progress_event_interval: Duration::from_millis(250),
+            broker_retry_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Tasks running on this host, by id, with the token that stops each.
+#[derive(Default)]
+pub struct RunningTasks {
+    tasks: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl RunningTasks {
+    /// Stops a task running on this host; false when it is not running here.
+    pub fn cancel(&self, task_id: &str) -> bool {
+        match self.tasks.lock() {
+            Ok(tasks) => tasks.get(task_id).map(|t| t.cancel()).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// Ids of the tasks running here.
+    pub fn ids(&self) -> Vec<String> {
+        self.tasks.lock().map(|t| t.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn insert(&self, id: &str, token: CancellationToken) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.insert(id.to_owned(), token);
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.remove(id);
+        }
+    }
+}
+
+/// The worker pool of one host.
+pub struct Worker {
+    broker: Arc<dyn Broker>,
+    hub: EventHub,
+    sandbox: Arc<Sandbox>,
+    plugins: Arc<PluginRegistry>,
+    settings: WorkerSettings,
+    running: Arc<RunningTasks>,
+}
+
+impl Worker {
+    /// A worker pool; nothing runs until [`Worker::run`].
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        hub: EventHub,
+        sandbox: Arc<Sandbox>,
+        plugins: Arc<PluginRegistry>,
+        settings: WorkerSettings,
+    ) -> Self {
+        Worker { broker, hub, sandbox, plugins, settings, running: Arc::default() }
+    }
+
+    /// The tasks running on this host.
+    pub fn running(&self) -> Arc<RunningTasks> {
+        self.running.clone()
+    }
+
+    /// Runs the slots until `shutdown`; then drains: running tasks get `grace` to finish, the
+    /// rest are stopped and released. Returns when every slot has stopped.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken, grace: Duration) {
+        let hard_stop = CancellationToken::new();
+        let mut slots = tokio::task::JoinSet::new();
+        for slot in 0..self.settings.concurrency {
+            let worker = self.clone();
+            let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
+            slots.spawn(async move { worker.slot_loop(slot, shutdown, hard_stop).await });
+        }
+        shutdown.cancelled().await;
+        tracing::info!(grace_secs = grace.as_secs_f64(), running = self.running.ids().len(), "draining");
+        let drained = tokio::time::timeout(grace, async {
+            while slots.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over: stopping the remaining tasks and releasing their leases");
+            hard_stop.cancel();
+            while slots.join_next().await.is_some() {}
+        }
+    }
+
+    async fn slot_loop(&self, slot: usize, shutdown: CancellationToken, hard_stop: CancellationToken) {
+        let worker_id = format!("{}/{}", self.settings.host_id, slot);
+        while !shutdown.is_cancelled() {
+            match self.broker.lease(&worker_id, &self.settings.queues, self.settings.lease_duration).await {
+                Ok(Some(lease)) => self.run_leased(lease, &hard_stop).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.broker.wait_for_work(&self.settings.queues, self.settings.idle_wait) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "lease failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.broker_retry_delay) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one leased attempt to its end and stores the outcome.
+    pub async fn run_leased(&self, lease: Lease, hard_stop: &CancellationToken) {
+        let task = &lease.task;
+        let Some(plugin) = self.plugins.get(&task.plugin).cloned() else {
+            let error = ErrorInfo {
+                kind: "unknown_plugin".into(),
+                message: format!("plugin {:?} is not loaded on host {}", task.plugin, self.settings.host_id),
+            };
+            let event = NewEvent::new(kind::RUN_FAILED, json!({"status": "dead", "error": error}));
+            self.finish(&lease, Finish::Dead(error), event).await;
+            return;
+        };
+        let started = Instant::now();
+        let limits = plugin.limits.narrowed_by(&task.limits);
+        let started_event = NewEvent::new(
+            kind::RUN_STARTED,
+            json!({"attempt": lease.attempt, "host": self.settings.host_id, "worker": lease.worker, "plugin": task.plugin, "limits": limits}),
+        );
+        if let Err(error) = self.hub.append(&task.id, vec![started_event]).await {
+            tracing::warn!(task = %task.id, %error, "could not store run_started");
+        }
+
+        let cancel = CancellationToken::new();
+        self.running.insert(&task.id, cancel.clone());
+        let (reports_tx, reports_rx) = mpsc::channel(256);
+        let writer = tokio::spawn(write_reports(
+            self.hub.clone(),
+            self.broker.clone(),
+            lease.clone(),
+            reports_rx,
+            self.settings.progress_event_interval,
+        ));
+        let lost = CancellationToken::new();
+        let renewer = tokio::spawn(renew_lease(
+            self.broker.clone(),
+            lease.clone(),
+            self.settings.clone(),
+            cancel.clone(),
+            lost.clone(),
+        ));
+        let stop_for_drain = {
+            let (hard_stop, cancel) = (hard_stop.clone(), cancel.clone());
+            tokio::spawn(async move {
+                hard_stop.cancelled().await;
+                cancel.cancel();
+            })
+        };
+
+        let identity =
+            TaskIdentity { id: task.id.clone(), name: task.task_name.clone(), tenant: task.tenant.clone(), attempt: lease.attempt };
+        let report =
+            self.sandbox.run(&plugin.prepared, &identity, &task.input, limits, &plugin.capabilities, reports_tx, cancel.clone()).await;
+
+        renewer.abort();
+        stop_for_drain.abort();
+        self.running.remove(&task.id);
+        // The sandbox dropped its sender: the writer stores what is left and ends.
+        let _ = writer.await;
+
+        if lost.is_cancelled() {
+            tracing::warn!(task = %task.id, attempt = lease.attempt, "lease lost while running; outcome discarded");
+            return;
+        }
+        if hard_stop.is_cancelled() && report.outcome == Outcome::Cancelled {
+            // Drained, not cancelled by anyone: give the task back to run again at once.
+            if let Err(error) = self.broker.release(&lease).await {
+                tracing::warn!(task = %task.id, %error, "release failed; the lease will lapse instead");
+            }
+            return;
+        }
+
+        let summary = json!({
+            "attempt": lease.attempt,
+            "duration_ms": started.elapsed().as_millis() as u64,
+            "fuel_used": report.fuel_used,
+            "instantiate_us": report.instantiate_time.as_micros() as u64,
+        });
+        let (finish, event) = decide(&lease, &plugin.manifest.retry, report.outcome, summary);
+        tracing::info!(task = %task.id, plugin = %task.plugin, attempt = lease.attempt, status = finish.status().as_str(), elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
+        self.finish(&lease, finish, event).await;
+    }
+
+    /// Stores an attempt's end, retrying the store a few times: if it stays unreachable the lease
+    /// lapses and the task runs again (at least once, never lost).
+    async fn finish(&self, lease: &Lease, finish: Finish, event: NewEvent) {
+        for attempt in 0..5u32 {
+            match self.broker.finish(lease, finish.clone(), event.clone()).await {
+                Ok(Some(stored)) => return self.hub.publish(stored),
+                Ok(None) => {
+                    tracing::warn!(task = %lease.task.id, "lease lost before finish; outcome discarded");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(task = %lease.task.id, %error, "storing the outcome failed; retrying");
+                    tokio::time::sleep(self.settings.broker_retry_delay * 2u32.pow(attempt)).await;
+                }
+            }
+        }
+        tracing::error!(task = %lease.task.id, "could not store the outcome; the task will run again after its lease lapses");
+    }
+}
+
+/// Turns a run's outcome into what the broker stores and the terminal (or retry) event.
+fn decide(lease: &Lease, retry: &crate::plugin::RetryPolicy, outcome: Outcome, mut summary: Value) -> (Finish, NewEvent) {
+    let error = ErrorInfo { kind: outcome.kind().to_owned(), message: outcome.message() };
+    match outcome {
+        Outcome::Succeeded { output } => {
+            const INLINE_RESULT_LIMIT: usize = 64 << 10;
+            if output.len() <= INLINE_RESULT_LIMIT
+                && let Ok(result) = serde_json::from_str::<Value>(&output)
+            {
+                summary["result"] = result;
+            }
+            summary["status"] = json!("succeeded");
+            (Finish::Succeeded { result: output }, NewEvent::new(kind::RUN_COMPLETED, summary))
+        }
+        Outcome::Cancelled => {
+            summary["status"] = json!("cancelled");
+            summary["error"] = json!(error);
+            (Finish::Cancelled(error), NewEvent::new(kind::RUN_CANCELLED, summary))
+        }
+        outcome if outcome.is_retryable() => {
+            let retries_used = lease.attempt.saturating_sub(1);
+            let max_retries = lease.task.max_retries;
+            summary["error"] = json!(error);
+            if retries_used < max_retries {
+                let delay = retry.backoff_ms(retries_used + 1, fastrand::f64());
+                let at = now_ms() + delay as i64;
+                summary["status"] = json!("retrying");
+                summary["retry_in_ms"] = json!(delay);
+                (Finish::Retry { error, at }, NewEvent::new(kind::RUN_RETRYING, summary))
+            } else {
+                let error = ErrorInfo {
+                    kind: error.kind,
+                    message: format!("{} (gave up after {} attempts)", error.message, lease.attempt),
+                };
+                summary["status"] = json!("dead");
+                summary["error"] = json!(error);
+                (Finish::Dead(error), NewEvent::new(kind::RUN_FAILED, summary))
+            }
+        }
+        _ => {
+            summary["status"] = json!("failed");
+            summary["error"] = json!(error);
+            (Finish::Failed(error), NewEvent::new(kind::RUN_FAILED, summary))
+        }
+    }
+}
+
+/// Renews the lease until aborted. Cancels the run when a client asked for it (possibly on
+/// another host) or when the lease was lost.
+async fn renew_lease(
+    broker: Arc<dyn Broker>,
+    lease: Lease,
+    settings: WorkerSettings,
+    cancel: CancellationToken,
+    lost: CancellationToken,
+) {
+    let mut interval = tokio::time::interval(settings.lease_renewal_interval);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match broker.renew(&lease, settings.lease_duration).await {
+            Ok(LeaseState::Held) => {}
+            Ok(LeaseState::CancelRequested) => cancel.cancel(),
+            Ok(LeaseState::Lost) => {
+                lost.cancel();
+                cancel.cancel();
+                return;
+            }
+            Err(error) => tracing::warn!(task = %lease.task.id, %error, "lease renewal failed; will retry"),
+        }
+    }
+}
+
+/// Stores a run's reports: events and logs in batches, progress coalesced to at most one
+/// `progress_update` per `progress_interval` (and the last one always).
+async fn write_reports(
+    hub: EventHub,
+    broker: Arc<dyn Broker>,
+    lease: Lease,
+    mut reports: mpsc::Receiver<Report>,
+    progress_interval: Duration,
+) {
+    let task_id = lease.task.id.clone();
+    let mut pending_progress: Option<(f32, String)> = None;
+    let mut last_progress_write: Option<Instant> = None;
+    let mut batch = Vec::new();
+    loop {
+        let due = last_progress_write.map(|t| t + progress_interval);
+        let next = match (pending_progress.is_some(), due) {
+            (true, Some(due)) => tokio::select! {
+                r = reports.recv() => Some(r),
+                _ = tokio::time::sleep_until(due.into()) => None,
+            },
+            _ => Some(reports.recv().await),
+        };
+        let closed = matches!(next, Some(None));
+        if let Some(Some(first)) = next {
+            let mut take = |r: Report| match r {
+                Report::Progress { percent, message } => pending_progress = Some((percent, message)),
+                Report::Event { kind, data } => batch.push(NewEvent::new(kind, data)),
+                Report::Log { level, message } => {
+                    batch.push(NewEvent::new(kind::LOG, json!({"level": level, "message": message})))
+                }
+            };
+            take(first);
+            for _ in 0..512 {
+                match reports.try_recv() {
+                    Ok(r) => take(r),
+                    Err(_) => break,
+                }
+            }
+        }
+        let progress_due = last_progress_write.is_none_or(|t| t.elapsed() >= progress_interval);
+        if let Some((percent, message)) = pending_progress.as_ref().filter(|_| progress_due || closed).cloned() {
+            pending_progress = None;
+            last_progress_write = Some(Instant::now());
+            batch.push(NewEvent::new(kind::PROGRESS_UPDATE, json!({"percent": percent, "message": message})));
+            if let Err(error) = broker.set_progress(&lease, percent, &message).await {
+                tracing::warn!(task = %task_id, %error, "storing progress failed");
+            }
+        }
+        if !batch.is_empty()
+            && let Err(error) = hub.append(&task_id, std::mem::take(&mut batch)).await
+        {
+            tracing::warn!(task = %task_id, %error, "storing events failed; they are lost");
+        }
+        if closed {
+            return;
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! The broker conformance suite: the delivery guarantees every [`Broker`] backend gives.
+//!
+//! Each check is a plain async function over a broker (or, for restarts, over a [`Backend`] that
+//! can open a broker again on the same storage), so that every backend runs the same checks
+//! unchanged: a backend's module implements [`Backend`] and calls [`broker_conformance!`] once,
+//! which writes one `#[tokio::test]` per check. Each test gets storage of its own.
+//!
+//! Waiting is done on conditions with deadlines ([`lease_within`]), never with long sleeps.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use taskhost::events::{NewEvent, kind};
+use taskhost::queue::{
+    Broker, BrokerError, CancelResult, ErrorInfo, Finish, Lease, LeaseState, NewTask, Priority, TaskFilter,
+    TaskStatus, now_ms,
+};
+use taskhost::sandbox::LimitsRequest;
+
+/// How the suite gets brokers of one backend.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// Opens a broker on this backend's storage. Opened again after the previous broker was
+    /// dropped, it must see everything the previous one stored, as a restarted host does.
+    async fn open(&self) -> Arc<dyn Broker>;
+}
+
+/// Writes one test per conformance check for the backend that `$backend` (an expression, evaluated
+/// afresh in every test) builds.
+#[macro_export]
+macro_rules! broker_conformance {
+    ($backend:expr) => {
+        $crate::broker_conformance!(@broker $backend;
+            a_task_goes_from_submit_through_lease_to_finish,
+            submitting_a_known_id_returns_the_existing_task,
+            higher_priorities_are_leased_first_then_the_oldest,
+            a_delayed_task_is_not_leased_before_its_time,
+            waiting_for_work_wakes_on_submit,
+            a_task_not_started_before_its_expiry_expires,
+            a_lapsed_lease_is_taken_over_and_the_old_attempt_is_fenced,
+            renewing_reports_a_cancel_request,
+            a_cancelled_queued_task_never_runs,
+            a_retried_task_waits_for_its_backoff,
+            a_dead_task_can_be_retried_by_hand,
+            a_released_task_is_leased_again_as_the_same_attempt,
+            progress_never_goes_backwards_within_an_attempt,
+            events_are_numbered_per_task_without_gaps,
+            another_tenants_task_is_not_found,
+            tasks_are_listed_newest_first_and_counted_per_queue,
+            concurrent_workers_never_share_a_task,
+        );
+        $crate::broker_conformance!(@backend $backend;
+            a_task_running_when_its_host_stops_runs_again_as_the_next_attempt,
+        );
+    };
+    (@broker $backend:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let backend = $backend;
+                $crate::broker_conformance::$check($crate::broker_conformance::Backend::open(&backend).await).await;
+            }
+        )*
+    };
+    (@backend $backend:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let backend = $backend;
+                $crate::broker_conformance::$check(&backend).await;
+            }
+        )*
+    };
+}
+
+/// The embedded (SQLite) backend, on a temporary folder per test.
+mod embedded {
+    use std::sync::Arc;
+
+    use taskhost::queue::Broker;
+    use taskhost::queue::embedded::EmbeddedBroker;
+
+    use super::Backend;
+
+    struct Embedded {
+        dir: tempfile::TempDir,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Embedded {
+        async fn open(&self) -> Arc<dyn Broker> {
+            Arc::new(EmbeddedBroker::open(self.dir.path()).expect("open the embedded broker"))
+        }
+    }
+
+    fn embedded() -> Embedded {
+        Embedded { dir: tempfile::tempdir().expect("a temporary folder") }
+    }
+
+    broker_conformance!(embedded());
+
+    #[test]
+    fn a_second_host_cannot_open_the_same_data_dir() {
+        let backend = embedded();
+        let first = EmbeddedBroker::open(backend.dir.path()).expect("the first open");
+        let Err(error) = EmbeddedBroker::open(backend.dir.path()) else {
+            panic!("a second broker opened a data dir in use");
+        };
+        let message = error.to_string();
+        assert!(message.contains("taskhost.lock") && message.contains("locked"), "unclear error: {message}");
+        drop(first);
+        EmbeddedBroker::open(backend.dir.path())
+            .expect("the data dir opens again once the first host is gone");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const TENANT: &str = "acme";
+const QUEUE: &str = "default";
+/// A lease that does not lapse during a test.
+const LONG_LEASE: Duration = Duration::from_secs(60);
+/// How long a condition may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn queues() -> Vec<String> {
+    vec![QUEUE.to_owned()]
+}
+
+fn new_task(id: &str) -> NewTask {
+    NewTask {
+        id: id.to_owned(),
+        tenant: TENANT.to_owned(),
+        plugin: "echo".to_owned(),
+        task_name: "echo".to_owned(),
+        queue: QUEUE.to_owned(),
+        input: json!({"id": id}).to_string(),
+        priority: Priority::Normal,
+        not_before: None,
+        expires_at: None,
+        max_retries: 3,
+        limits: LimitsRequest::default(),
+    }
+}
+
+async fn submit(broker: &Arc<dyn Broker>, task: NewTask) {
+    let submitted = broker.submit(task).await.expect("submit");
+    assert!(submitted.created);
+}
+
+async fn lease_now(broker: &Arc<dyn Broker>, worker: &str) -> Option<Lease> {
+    broker.lease(worker, &queues(), LONG_LEASE).await.expect("lease")
+}
+
+/// Leases a task as soon as one is runnable, waiting for work in between; `None` at the deadline.
+async fn lease_within(
+    broker: &Arc<dyn Broker>,
+    worker: &str,
+    lease_for: Duration,
+    deadline: Duration,
+) -> Option<Lease> {
+    let give_up = Instant::now() + deadline;
+    loop {
+        if let Some(lease) = broker.lease(worker, &queues(), lease_for).await.expect("lease") {
+            return Some(lease);
+        }
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        broker.wait_for_work(&queues(), left.min(Duration::from_millis(50))).await;
+    }
+}
+
+async fn get(broker: &Arc<dyn Broker>, id: &str) -> taskhost::queue::TaskRecord {
+    broker.get(None, id).await.expect("get").unwrap_or_else(|| panic!("task {id} is gone"))
+}
+
+fn error(kind: &str) -> ErrorInfo {
+    ErrorInfo { kind: kind.to_owned(), message: format!("{kind} in a test") }
+}
+
+fn succeeded(result: &str) -> Finish {
+    Finish::Succeeded { result: result.to_owned() }
+}
+
+fn event(event_type: &str) -> NewEvent {
+    NewEvent::new(event_type, json!({"from": "test"}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks on one broker
+
+pub async fn a_task_goes_from_submit_through_lease_to_finish(broker: Arc<dyn Broker>) {
+    broker.ping().await.expect("ping");
+    let limits = LimitsRequest { fuel: Some(1_000), timeout_ms: Some(2_000), memory_mb: None };
+    let submitted = broker.submit(NewTask { limits, ..new_task("t1") }).await.expect("submit");
+    assert!(submitted.created);
+    assert_eq!(submitted.task.status, TaskStatus::Queued);
+    assert_eq!(submitted.task.attempts, 0);
+    assert_eq!(submitted.task.limits, limits);
+    assert_eq!(submitted.task.input, json!({"id": "t1"}).to_string());
+
+    let lease = lease_now(&broker, "w1").await.expect("the task is runnable");
+    assert_eq!(lease.task.id, "t1");
+    assert_eq!(lease.attempt, 1);
+    assert_eq!(lease.worker, "w1");
+    assert_eq!(lease.task.status, TaskStatus::Running);
+    assert_eq!(lease.task.attempts, 1);
+    assert!(lease.task.started_at.is_some());
+    assert_eq!(broker.renew(&lease, LONG_LEASE).await.expect("renew"), LeaseState::Held);
+    assert!(broker.lease("w2", &queues(), LONG_LEASE).await.expect("lease").is_none(), "leased twice");
+
+    let done = broker
+        .finish(
+            &lease,
+            succeeded(r#"{"answer":42}"#),
+            NewEvent::new(kind::RUN_COMPLETED, json!({"ok": true})),
+        )
+        .await
+        .expect("finish")
+        .expect("the lease is held");
+    assert_eq!(done.seq, 1);
+    assert_eq!(done.event_type, kind::RUN_COMPLETED);
+    assert_eq!(done.task_id, "t1");
+
+    let task = get(&broker, "t1").await;
+    assert_eq!(task.status, TaskStatus::Succeeded);
+    assert_eq!(task.result.as_deref(), Some(r#"{"answer":42}"#));
+    assert_eq!(task.error, None);
+    assert!(task.finished_at.is_some());
+    assert_eq!(task.limits, limits);
+    assert_eq!(broker.events_since("t1", 0, 10).await.expect("events"), vec![done]);
+    assert!(lease_within(&broker, "w1", LONG_LEASE, Duration::from_millis(100)).await.is_none());
+    assert_eq!(broker.renew(&lease, LONG_LEASE).await.expect("renew"), LeaseState::Lost);
+}
+
+pub async fn submitting_a_known_id_returns_the_existing_task(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("same")).await;
+    let again = broker
+        .submit(NewTask {
+            input: r#"{"other":true}"#.to_owned(),
+            priority: Priority::High,
+            ..new_task("same")
+        })
+        .await
+        .expect("submit again");
+    assert!(!again.created);
+    assert_eq!(again.task.input, json!({"id": "same"}).to_string(), "the first submission wins");
+    assert_eq!(again.task.priority, Priority::Normal);
+    let all = broker.list(&TaskFilter::default()).await.expect("list");
+    assert_eq!(all.len(), 1);
+
+    let stolen = broker.submit(NewTask { tenant: "intruder".to_owned(), ..new_task("same") }).await;
+    assert!(
+        matches!(stolen, Err(BrokerError::Conflict(_))),
+        "another tenant must not get someone else's task: {stolen:?}"
+    );
+}
+
+pub async fn higher_priorities_are_leased_first_then_the_oldest(broker: Arc<dyn Broker>) {
+    for (id, priority) in [
+        ("low", Priority::Low),
+        ("normal-1", Priority::Normal),
+        ("high-1", Priority::High),
+        ("normal-2", Priority::Normal),
+        ("high-2", Priority::High),
+    ] {
+        submit(&broker, NewTask { priority, ..new_task(id) }).await;
+    }
+    let mut order = Vec::new();
+    while let Some(lease) = lease_now(&broker, "w").await {
+        order.push(lease.task.id);
+    }
+    assert_eq!(order, ["high-1", "high-2", "normal-1", "normal-2", "low"]);
+}
+
+pub async fn a_delayed_task_is_not_leased_before_its_time(broker: Arc<dyn Broker>) {
+    let due = now_ms() + 300;
+    let submitted =
+        broker.submit(NewTask { not_before: Some(due), ..new_task("later") }).await.expect("submit");
+    assert_eq!(submitted.task.status, TaskStatus::Scheduled);
+    submit(&broker, new_task("now")).await;
+
+    assert_eq!(lease_now(&broker, "w").await.expect("the undelayed task").task.id, "now");
+    assert!(lease_now(&broker, "w").await.is_none(), "a delayed task was leased early");
+    let stats = broker.queue_stats(None).await.expect("stats");
+    assert_eq!((stats[0].pending, stats[0].running, stats[0].scheduled), (0, 1, 1));
+
+    // Waiting wakes when the task comes due, not at the (long) timeout.
+    let started = Instant::now();
+    broker.wait_for_work(&queues(), DEADLINE).await;
+    assert!(started.elapsed() < DEADLINE / 2, "wait_for_work slept past the task's start time");
+
+    let lease = lease_within(&broker, "w", LONG_LEASE, DEADLINE).await.expect("leased once due");
+    assert_eq!(lease.task.id, "later");
+    assert!(now_ms() >= due, "leased {} ms early", due - now_ms());
+    assert_eq!(lease.attempt, 1);
+}
+
+pub async fn waiting_for_work_wakes_on_submit(broker: Arc<dyn Broker>) {
+    let waiter = {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            broker.wait_for_work(&queues(), DEADLINE).await;
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    submit(&broker, new_task("wake")).await;
+    let waited = waiter.await.expect("the waiter");
+    assert!(waited < DEADLINE / 2, "the waiter slept {waited:?} after a submit");
+
+    // With work already runnable, waiting returns at once.
+    let started = Instant::now();
+    broker.wait_for_work(&queues(), DEADLINE).await;
+    assert!(started.elapsed() < DEADLINE / 2);
+}
+
+pub async fn a_task_not_started_before_its_expiry_expires(broker: Arc<dyn Broker>) {
+    submit(&broker, NewTask { expires_at: Some(now_ms() - 1), ..new_task("stale") }).await;
+    submit(&broker, NewTask { expires_at: Some(now_ms() + 60_000), ..new_task("fresh") }).await;
+
+    let lease = lease_now(&broker, "w").await.expect("the fresh task");
+    assert_eq!(lease.task.id, "fresh");
+    assert!(lease_within(&broker, "w", LONG_LEASE, Duration::from_millis(100)).await.is_none());
+
+    let stale = get(&broker, "stale").await;
+    assert_eq!(stale.status, TaskStatus::Expired);
+    assert!(stale.finished_at.is_some());
+    assert_eq!(stale.attempts, 0);
+    let events = broker.events_since("stale", 0, 10).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, kind::RUN_FAILED);
+    assert!(events[0].is_terminal());
+    assert_eq!(events[0].data["status"], "expired");
+    assert_eq!(events[0].data["error"]["kind"], "expired");
+    assert!(events[0].data["error"]["message"].is_string());
+}
+
+pub async fn a_lapsed_lease_is_taken_over_and_the_old_attempt_is_fenced(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("t")).await;
+    let old =
+        broker.lease("gone", &queues(), Duration::from_millis(50)).await.expect("lease").expect("a task");
+    assert_eq!(old.attempt, 1);
+
+    let new = lease_within(&broker, "alive", LONG_LEASE, DEADLINE).await.expect("taken over after the lapse");
+    assert_eq!(new.task.id, "t");
+    assert_eq!(new.attempt, 2);
+    assert_eq!(new.worker, "alive");
+
+    // The old worker comes back: everything it tries is fenced off.
+    assert_eq!(broker.renew(&old, LONG_LEASE).await.expect("renew"), LeaseState::Lost);
+    broker.set_progress(&old, 90.0, "old").await.expect("progress");
+    let stale = broker
+        .finish(&old, succeeded("\"old\""), NewEvent::new(kind::RUN_COMPLETED, json!({})))
+        .await
+        .expect("finish");
+    assert!(stale.is_none(), "a lost lease finished the task");
+    broker.release(&old).await.expect("release");
+    let task = get(&broker, "t").await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!(task.attempts, 2);
+    assert_eq!(task.result, None);
+    assert_eq!(task.progress, 0.0);
+    assert!(broker.events_since("t", 0, 10).await.expect("events").is_empty());
+
+    let done = broker
+        .finish(&new, succeeded("\"new\""), NewEvent::new(kind::RUN_COMPLETED, json!({})))
+        .await
+        .expect("finish")
+        .expect("the new lease is held");
+    assert_eq!(done.seq, 1);
+    assert_eq!(get(&broker, "t").await.result.as_deref(), Some("\"new\""));
+}
+
+pub async fn renewing_reports_a_cancel_request(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("t")).await;
+    let lease = lease_now(&broker, "w").await.expect("a task");
+    assert_eq!(broker.renew(&lease, LONG_LEASE).await.expect("renew"), LeaseState::Held);
+
+    let (outcome, stored) =
+        broker.cancel(Some(TENANT), "t", event(kind::CANCEL_REQUESTED)).await.expect("cancel");
+    assert_eq!(outcome, CancelResult::Requested);
+    let stored = stored.expect("the cancel request is an event");
+    assert_eq!((stored.seq, stored.event_type.as_str()), (1, kind::CANCEL_REQUESTED));
+    let task = get(&broker, "t").await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert!(task.cancel_requested);
+
+    assert_eq!(broker.renew(&lease, LONG_LEASE).await.expect("renew"), LeaseState::CancelRequested);
+    let done = broker
+        .finish(&lease, Finish::Cancelled(error("cancelled")), event(kind::RUN_CANCELLED))
+        .await
+        .expect("finish")
+        .expect("held");
+    assert_eq!(done.seq, 2);
+    let task = get(&broker, "t").await;
+    assert_eq!(task.status, TaskStatus::Cancelled);
+    assert_eq!(task.error, Some(error("cancelled")));
+    assert!(task.finished_at.is_some());
+}
+
+pub async fn a_cancelled_queued_task_never_runs(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("t")).await;
+    submit(&broker, NewTask { not_before: Some(now_ms() + 60_000), ..new_task("scheduled") }).await;
+
+    let (outcome, stored) = broker.cancel(None, "t", event(kind::RUN_CANCELLED)).await.expect("cancel");
+    assert_eq!(outcome, CancelResult::Cancelled);
+    let stored = stored.expect("the terminal event");
+    assert_eq!((stored.seq, stored.event_type.as_str()), (1, kind::RUN_CANCELLED));
+    let (outcome, _) =
+        broker.cancel(Some(TENANT), "scheduled", event(kind::RUN_CANCELLED)).await.expect("cancel");
+    assert_eq!(outcome, CancelResult::Cancelled);
+
+    let task = get(&broker, "t").await;
+    assert_eq!(task.status, TaskStatus::Cancelled);
+    assert!(task.finished_at.is_some());
+    assert!(lease_within(&broker, "w", LONG_LEASE, Duration::from_millis(100)).await.is_none());
+
+    let (outcome, stored) = broker.cancel(None, "t", event(kind::RUN_CANCELLED)).await.expect("cancel again");
+    assert_eq!(outcome, CancelResult::AlreadyFinished);
+    assert!(stored.is_none());
+    assert_eq!(broker.events_since("t", 0, 10).await.expect("events").len(), 1);
+
+    let unknown = broker.cancel(None, "no-such-task", event(kind::RUN_CANCELLED)).await;
+    assert!(matches!(unknown, Err(BrokerError::NotFound(_))), "{unknown:?}");
+}
+
+pub async fn a_retried_task_waits_for_its_backoff(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("t")).await;
+    let first = lease_now(&broker, "w").await.expect("a task");
+    let at = now_ms() + 300;
+    let stored = broker
+        .finish(&first, Finish::Retry { error: error("plugin_error"), at }, event(kind::RUN_RETRYING))
+        .await
+        .expect("finish")
+        .expect("held");
+    assert_eq!(stored.event_type, kind::RUN_RETRYING);
+
+    let task = get(&broker, "t").await;
+    assert_eq!(task.status, TaskStatus::Retrying);
+    assert_eq!(task.error, Some(error("plugin_error")));
+    assert_eq!(task.not_before, Some(at));
+    assert_eq!(task.finished_at, None);
+    assert!(lease_now(&broker, "w").await.is_none(), "leased before its backoff passed");
+    let stats = broker.queue_stats(None).await.expect("stats");
+    assert_eq!((stats[0].pending, stats[0].scheduled), (0, 1));
+
+    let second = lease_within(&broker, "w", LONG_LEASE, DEADLINE).await.expect("leased after the backoff");
+    assert!(now_ms() >= at, "leased {} ms early", at - now_ms());
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.task.status, TaskStatus::Running);
+}
+
+pub async fn a_dead_task_can_be_retried_by_hand(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("t")).await;
+    let lease = lease_now(&broker, "w").await.expect("a task");
+    let conflict = broker.retry_dead(None, "t").await;
+    assert!(
+        matches!(&conflict, Err(BrokerError::Conflict(message)) if message.contains("dead")),
+        "a running task was retried: {conflict:?}"
+    );
+    broker
+        .finish(&lease, Finish::Dead(error("retries_exhausted")), event(kind::RUN_FAILED))
+        .await
+        .expect("finish")
+        .expect("held");
+    let task = get(&broker, "t").await;
+    assert_eq!(task.status, TaskStatus::Dead);
+    assert!(task.finished_at.is_some());
+    assert_eq!(broker.queue_stats(None).await.expect("stats")[0].dead, 1);
+    assert!(lease_now(&broker, "w").await.is_none(), "a dead task was leased");
+
+    let other = broker.retry_dead(Some("intruder"), "t").await;
+    assert!(matches!(other, Err(BrokerError::NotFound(_))), "{other:?}");
+    let retried = broker.retry_dead(Some(TENANT), "t").await.expect("retry");
+    assert_eq!(retried.status, TaskStatus::Queued);
+    assert_eq!(retried.attempts, 0);
+    assert_eq!(retried.error, None);
+    assert_eq!(retried.finished_at, None);
+    assert_eq!(broker.queue_stats(None).await.expect("stats")[0].dead, 0);
+
+    let again = lease_within(&broker, "w", LONG_LEASE, DEADLINE).await.expect("runnable again");
+    assert_eq!(again.attempt, 1);
+}
+
+pub async fn a_released_task_is_leased_again_as_the_same_attempt(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("t")).await;
+    let first = lease_now(&broker, "draining").await.expect("a task");
+    broker.release(&first).await.expect("release");
+    let task = get(&broker, "t").await;
+    assert_eq!((task.status, task.attempts), (TaskStatus::Queued, 0));
+
+    let second = lease_now(&broker, "other").await.expect("runnable again at once");
+    assert_eq!(second.attempt, 1);
+    assert_eq!(broker.renew(&first, LONG_LEASE).await.expect("renew"), LeaseState::Lost);
+    assert!(
+        broker.finish(&first, succeeded("1"), event(kind::RUN_COMPLETED)).await.expect("finish").is_none(),
+        "a released lease finished the task"
+    );
+}
+
+pub async fn progress_never_goes_backwards_within_an_attempt(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("t")).await;
+    let lease = lease_now(&broker, "w").await.expect("a task");
+    broker.set_progress(&lease, 40.0, "forty").await.expect("progress");
+    broker.set_progress(&lease, 30.0, "thirty").await.expect("progress");
+    let task = get(&broker, "t").await;
+    assert_eq!(task.progress, 40.0);
+    broker.set_progress(&lease, 75.5, "most").await.expect("progress");
+    let task = get(&broker, "t").await;
+    assert_eq!((task.progress, task.message.as_str()), (75.5, "most"));
+}
+
+pub async fn events_are_numbered_per_task_without_gaps(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("a")).await;
+    submit(&broker, new_task("b")).await;
+    let first = broker.append_events("a", vec![event("x"), event("y"), event("z")]).await.expect("append");
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(first[1].event_type, "y");
+    assert_eq!(first[1].data, json!({"from": "test"}));
+    let other = broker.append_events("b", vec![event("x")]).await.expect("append");
+    assert_eq!(other[0].seq, 1, "sequence ids are per task");
+    let second = broker.append_events("a", vec![event("u"), event("v")]).await.expect("append");
+    assert_eq!(second.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+
+    let since = broker.events_since("a", 2, 100).await.expect("events");
+    assert_eq!(
+        since.iter().map(|e| (e.seq, e.event_type.as_str())).collect::<Vec<_>>(),
+        [(3, "z"), (4, "u"), (5, "v")]
+    );
+    assert_eq!(since[0], first[2], "the stored event reads back as it was returned");
+    assert_eq!(broker.events_since("a", 0, 2).await.expect("events").len(), 2);
+    assert!(broker.events_since("a", 5, 100).await.expect("events").is_empty());
+
+    let unknown = broker.append_events("no-such-task", vec![event("x")]).await;
+    assert!(matches!(unknown, Err(BrokerError::NotFound(_))), "{unknown:?}");
+
+    // Writers racing on one task still get one gapless sequence.
+    let writers = (0..8).map(|_| {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move { broker.append_events("a", vec![event("p"); 5]).await.expect("append") })
+    });
+    let mut seqs: Vec<u64> = Vec::new();
+    for writer in writers {
+        seqs.extend(writer.await.expect("writer").iter().map(|e| e.seq));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (6..=45).collect::<Vec<_>>());
+    let all = broker.events_since("a", 0, 1000).await.expect("events");
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=45).collect::<Vec<_>>());
+}
+
+pub async fn another_tenants_task_is_not_found(broker: Arc<dyn Broker>) {
+    submit(&broker, new_task("mine")).await;
+    assert!(broker.get(Some("intruder"), "mine").await.expect("get").is_none());
+    assert!(broker.get(Some(TENANT), "mine").await.expect("get").is_some());
+    assert!(broker.get(None, "mine").await.expect("get").is_some(), "no tenant means an admin's view");
+    assert!(broker.get(None, "no-such-task").await.expect("get").is_none());
+
+    let cancel = broker.cancel(Some("intruder"), "mine", event(kind::RUN_CANCELLED)).await;
+    assert!(matches!(cancel, Err(BrokerError::NotFound(_))), "{cancel:?}");
+    assert_eq!(get(&broker, "mine").await.status, TaskStatus::Queued, "another tenant cancelled the task");
+
+    let theirs = TaskFilter { tenant: Some("intruder".to_owned()), ..TaskFilter::default() };
+    assert!(broker.list(&theirs).await.expect("list").is_empty());
+    assert!(broker.queue_stats(Some("intruder")).await.expect("stats").iter().all(|q| q.pending == 0));
+    let ours = broker.queue_stats(Some(TENANT)).await.expect("stats");
+    assert_eq!(ours.iter().map(|q| q.pending).sum::<u64>(), 1);
+}
+
+pub async fn tasks_are_listed_newest_first_and_counted_per_queue(broker: Arc<dyn Broker>) {
+    for i in 0..5 {
+        submit(
+            &broker,
+            NewTask {
+                plugin: if i % 2 == 0 { "even" } else { "odd" }.to_owned(),
+                ..new_task(&format!("t{i}"))
+            },
+        )
+        .await;
+    }
+    submit(&broker, NewTask { queue: "other".to_owned(), ..new_task("elsewhere") }).await;
+    submit(&broker, NewTask { tenant: "globex".to_owned(), ..new_task("theirs") }).await;
+
+    let all = broker.list(&TaskFilter::default()).await.expect("list");
+    assert_eq!(
+        all.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["theirs", "elsewhere", "t4", "t3", "t2", "t1", "t0"]
+    );
+    let limited = broker.list(&TaskFilter { limit: 2, ..TaskFilter::default() }).await.expect("list");
+    assert_eq!(limited.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["theirs", "elsewhere"]);
+    let odd = broker
+        .list(&TaskFilter { plugin: Some("odd".to_owned()), ..TaskFilter::default() })
+        .await
+        .expect("list");
+    assert_eq!(odd.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t3", "t1"]);
+    let globex =
+        broker.list(&TaskFilter { tenant: Some("globex".to_owned()), ..TaskFilter::default() }).await;
+    assert_eq!(globex.expect("list").len(), 1);
+
+    let lease = lease_now(&broker, "w").await.expect("a task");
+    assert_eq!(lease.task.id, "t0");
+    let running = broker
+        .list(&TaskFilter { status: Some(TaskStatus::Running), ..TaskFilter::default() })
+        .await
+        .expect("list");
+    assert_eq!(running.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t0"]);
+
+    let stats = broker.queue_stats(None).await.expect("stats");
+    let default = stats.iter().find(|q| q.queue == QUEUE).expect("the default queue");
+    assert_eq!((default.pending, default.running, default.scheduled, default.dead), (5, 1, 0, 0));
+    let other = stats.iter().find(|q| q.queue == "other").expect("the other queue");
+    assert_eq!((other.pending, other.running), (1, 0));
+    let acme = broker.queue_stats(Some(TENANT)).await.expect("stats");
+    let default = acme.iter().find(|q| q.queue == QUEUE).expect("the default queue");
+    assert_eq!(default.pending, 4, "globex's task is not counted for acme");
+}
+
+pub async fn concurrent_workers_never_share_a_task(broker: Arc<dyn Broker>) {
+    const TASKS: usize = 200;
+    const WORKERS: usize = 8;
+    for i in 0..TASKS {
+        submit(&broker, new_task(&format!("t{i:03}"))).await;
+    }
+    let finished: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    let workers = (0..WORKERS).map(|w| {
+        let broker = Arc::clone(&broker);
+        let finished = Arc::clone(&finished);
+        tokio::spawn(async move {
+            let worker = format!("worker-{w}");
+            // Every task was submitted before the workers started and no lease lapses: nothing to
+            // lease means everything is taken.
+            while let Some(lease) = broker.lease(&worker, &queues(), LONG_LEASE).await.expect("lease") {
+                let stored = broker
+                    .finish(&lease, succeeded(&format!("\"{worker}\"")), event(kind::RUN_COMPLETED))
+                    .await
+                    .expect("finish");
+                assert!(stored.is_some(), "{worker} lost its lease on {}", lease.task.id);
+                finished
+                    .lock()
+                    .expect("the tally")
+                    .entry(lease.task.id.clone())
+                    .or_default()
+                    .push(worker.clone());
+            }
+        })
+    });
+    for worker in workers.collect::<Vec<_>>() {
+        worker.await.expect("a worker");
+    }
+    let finished = std::mem::take(&mut *finished.lock().expect("the tally"));
+    assert_eq!(finished.len(), TASKS);
+    for (id, by) in finished.iter() {
+        assert_eq!(by.len(), 1, "{id} was run by {by:?}");
+    }
+    for task in broker.list(&TaskFilter { limit: TASKS + 10, ..TaskFilter::default() }).await.expect("list") {
+        assert_eq!((task.status, task.attempts), (TaskStatus::Succeeded, 1), "{}", task.id);
+        assert_eq!(task.result.as_deref(), Some(format!("\"{}\"", finished[&task.id][0]).as_str()));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks across a restart
+
+pub async fn a_task_running_when_its_host_stops_runs_again_as_the_next_attempt(backend: &dyn Backend) {
+    let broker = backend.open().await;
+    submit(&broker, new_task("running")).await;
+    submit(&broker, new_task("done")).await;
+    submit(&broker, new_task("waiting")).await;
+    // A backend may need the lease to lapse before another host takes the task: keep it short.
+    let lease_for = Duration::from_millis(200);
+    let running = broker.lease("old-host", &queues(), lease_for).await.expect("lease").expect("a task");
+    assert_eq!(running.task.id, "running");
+    let done = broker.lease("old-host", &queues(), lease_for).await.expect("lease").expect("a task");
+    broker.finish(&done, succeeded("1"), event(kind::RUN_COMPLETED)).await.expect("finish").expect("held");
+    drop(broker);
+
+    let broker = backend.open().await;
+    assert_eq!(get(&broker, "done").await.status, TaskStatus::Succeeded, "a finished task stays finished");
+    let mut leased = Vec::new();
+    while leased.len() < 2 {
+        let lease =
+            lease_within(&broker, "new-host", LONG_LEASE, DEADLINE).await.expect("both tasks run again");
+        leased.push((lease.task.id.clone(), lease.attempt));
+    }
+    leased.sort();
+    assert_eq!(leased, [("running".to_owned(), 2), ("waiting".to_owned(), 1)]);
+    assert!(
+        broker
+            .finish(&running, succeeded("\"old\""), event(kind::RUN_COMPLETED))
+            .await
+            .expect("finish")
+            .is_none(),
+        "the attempt from before the restart is fenced off"
+    );
+}
