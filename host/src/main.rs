@@ -1,1 +1,5 @@
-fn main() {}
+//! The `host` binary; see `host --help` and [`taskhost::cli`].
+
+fn main() -> std::process::ExitCode {
+    taskhost::cli::main()
+}

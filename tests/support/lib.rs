@@ -1,1 +1,231 @@
+//! Test support for the end-to-end suite: start the real `host` binary on a free loopback port
+//! with its own data folder, talk to it over HTTP and WebSocket, and stop it by PID.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
+}
+
+/// The `host` binary of this build (built by `cargo test` at the root, or on demand here).
+pub fn host_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/host
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let host = profile_dir.join("host");
+    if !host.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "-p", "taskhost", "--bin", "host"])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the host binary failed");
+    }
+    host
+}
+
+/// Plugin folders the tests serve: the example and the test fixtures (which include a broken
+/// manifest and a mismatched component, reported and skipped at start).
+pub fn plugin_dirs() -> Vec<PathBuf> {
+    let root = repo_root();
+    for built in ["examples/hello/hello.wasm", "tests/fixtures/hostile/hostile.wasm"] {
+        assert!(root.join(built).is_file(), "{built} is missing: run `cargo xtask plugins` first (the README's test command does)");
+    }
+    vec![root.join("examples"), root.join("tests/fixtures")]
+}
+
+/// A running `host run` process.
+pub struct Host {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+}
+
+/// Options for [`Host::start`].
+pub struct HostOptions {
+    pub data_dir: PathBuf,
+    pub concurrency: usize,
+    pub grace_secs: f64,
+    pub extra: Vec<String>,
+}
+
+impl HostOptions {
+    pub fn new(data_dir: &Path) -> Self {
+        HostOptions { data_dir: data_dir.to_path_buf(), concurrency: 2, grace_secs: 5.0, extra: Vec::new() }
+    }
+}
+
+impl Host {
+    /// Starts a host with a fresh data folder inside `dir`.
+    pub async fn start(dir: &Path) -> anyhow::Result<Host> {
+        Host::start_with(HostOptions::new(&dir.join("data"))).await
+    }
+
+    /// Starts a host and waits until it prints its address.
+    pub async fn start_with(options: HostOptions) -> anyhow::Result<Host> {
+        let plugins: Vec<String> = plugin_dirs().iter().map(|p| p.display().to_string()).collect();
+        let mut child = Command::new(host_binary())
+            .arg("run")
+            .arg("--plugins")
+            .arg(plugins.join(","))
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--grace")
+            .arg(options.grace_secs.to_string())
+            .arg("--data-dir")
+            .arg(&options.data_dir)
+            .arg("--concurrency")
+            .arg(options.concurrency.to_string())
+            .args(&options.extra)
+            .env("TASKHOST_LOG", "info")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the host binary")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().context("stderr")?;
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the host did not start within 120 s; its log:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        Ok(Host { child, base, data_dir: options.data_dir, log, http })
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the host logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Kills the host with SIGKILL (a crash) and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `deadline` for a clean exit; returns whether it exited 0.
+    pub fn terminate(mut self, deadline: Duration) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// `METHOD path` with an optional JSON body; returns status and JSON body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST with a raw body.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Submits a task; panics unless accepted.
+    pub async fn submit(&self, body: Value) -> String {
+        let (status, reply) = self.call(reqwest::Method::POST, "/api/v1/tasks", Some(body)).await;
+        assert!(status == 202 || status == 200, "submit answered {status}: {reply}");
+        reply["id"].as_str().unwrap().to_owned()
+    }
+
+    /// GET a task.
+    pub async fn task(&self, id: &str) -> Value {
+        let (status, task) = self.call(reqwest::Method::GET, &format!("/api/v1/tasks/{id}"), None).await;
+        assert_eq!(status, 200, "{task}");
+        task
+    }
+
+    /// Waits until `check` accepts the task, or fails after `deadline` with the last state seen.
+    pub async fn wait_for(&self, id: &str, deadline: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + deadline;
+        loop {
+            let task = self.task(id).await;
+            if check(&task) {
+                return task;
+            }
+            assert!(Instant::now() < until, "task {id} did not reach the expected state within {deadline:?}: {task}\nhost log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the task reaches a terminal status.
+    pub async fn wait_finished(&self, id: &str, deadline: Duration) -> Value {
+        self.wait_for(id, deadline, |t| {
+            matches!(t["status"].as_str(), Some("succeeded" | "failed" | "cancelled" | "expired" | "dead"))
+        })
+        .await
+    }
+
+    /// `ws://…` form of the base URL.
+    pub fn ws(&self, path: &str) -> String {
+        format!("{}{path}", self.base.replacen("http://", "ws://", 1))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

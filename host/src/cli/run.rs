@@ -1,0 +1,171 @@
+//! `host run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::events::EventHub;
+use crate::plugin::PluginRegistry;
+use crate::queue::Broker;
+use crate::queue::embedded::EmbeddedBroker;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::worker::{Worker, WorkerSettings};
+
+/// Arguments of `host run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Plugin folders: each holds plugin sub-folders (or is one). Repeat or separate with commas.
+    #[arg(long, required = true, value_delimiter = ',', value_name = "DIR")]
+    plugins: Vec<PathBuf>,
+    /// Redis URL (redis:// or rediss://). Without it, the embedded broker under --data-dir is used.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
+    /// Address for the API and WebSocket.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Tasks run at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Queues to consume (default: every queue the loaded plugins listen on).
+    #[arg(long, value_delimiter = ',', value_name = "Q,...")]
+    queues: Vec<String>,
+    /// Where the embedded broker and the compile cache live.
+    #[arg(long, default_value = ".taskhost", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Seconds running tasks get to finish after SIGTERM or Ctrl-C before they are stopped and
+    /// handed back to the queue.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    grace: f64,
+    /// Tenants file (TOML). Not available yet: one default tenant is served.
+    #[arg(long, value_name = "FILE")]
+    tenants: Option<PathBuf>,
+    /// Also consume Celery messages. Not available yet.
+    #[arg(long)]
+    celery: bool,
+    /// Largest task input accepted, in bytes.
+    #[arg(long, default_value_t = api::DEFAULT_MAX_INPUT_BYTES, value_name = "BYTES")]
+    max_input_bytes: usize,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKHOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+/// Runs the host until SIGTERM or Ctrl-C, then drains.
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    if let Some(url) = &args.redis {
+        bail!("--redis {url}: the Redis backend is not part of this build yet; omit --redis (and unset REDIS_URL) to use the embedded broker");
+    }
+    if args.tenants.is_some() {
+        bail!("--tenants: tenant files are not supported by this build yet");
+    }
+    if args.celery {
+        bail!("--celery: Celery ingress is not part of this build yet");
+    }
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "--listen {}: without a tenants file the API has no authentication, so it only listens on loopback (127.0.0.1 or ::1)",
+            args.listen
+        );
+    }
+    let concurrency = args.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
+    let sandbox = Arc::new(
+        Sandbox::new(SandboxConfig::new(concurrency as u32, args.data_dir.join("scratch")))
+            .context("cannot start the sandbox")?,
+    );
+    let plugins = PluginRegistry::load(&sandbox, &args.plugins, &args.data_dir.join("compiled")).await?;
+    if plugins.is_empty() {
+        bail!(
+            "no plugin could be loaded from {} (build them with `cargo xtask plugins`)",
+            args.plugins.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let plugins = Arc::new(plugins);
+    let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::open(&args.data_dir)?);
+    let hub = EventHub::new(broker.clone());
+    let queues = if args.queues.is_empty() { plugins.queues() } else { args.queues.clone() };
+    let host_id = format!("{}-{}", hostname(), std::process::id());
+    let settings = WorkerSettings::new(concurrency, queues.clone(), host_id.clone());
+    let worker = Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
+
+    let state = AppState {
+        broker: broker.clone(),
+        hub,
+        plugins: plugins.clone(),
+        running: worker.running(),
+        max_input_bytes: args.max_input_bytes,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    tracing::info!(
+        host = %host_id,
+        api = %format!("http://{local}"),
+        broker = broker.backend_name(),
+        data_dir = %args.data_dir.display(),
+        concurrency,
+        queues = %queues.join(","),
+        plugins = %plugins.iter().map(|p| p.manifest.name.as_str()).collect::<Vec<_>>().join(","),
+        "taskhost ready"
+    );
+    // A machine-readable line for scripts and tests that start the host on port 0.
+    println!("listening on http://{local}");
+
+    let server = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, api::router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+        })
+    };
+    let workers = tokio::spawn(worker.run(shutdown.clone(), Duration::from_secs_f64(args.grace.max(0.0))));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new tasks; running tasks get {}s", args.grace);
+    shutdown.cancel();
+    let _ = workers.await;
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}

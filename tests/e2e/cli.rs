@@ -1,0 +1,89 @@
+//! The `host` command line, as a user types it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use taskhost_e2e::{Host, host_binary, repo_root};
+
+fn host_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(host_binary()).args(args).env_remove("REDIS_URL").output().expect("running host")
+}
+
+#[test]
+fn a_missing_plugins_folder_is_named() {
+    let out = host_cmd(&["run", "--plugins", "/no/such/plugins", "--listen", "127.0.0.1:0", "--data-dir", tempfile::tempdir().unwrap().path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/plugins") && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn listening_beyond_loopback_without_tenants_is_refused() {
+    let plugins = repo_root().join("examples");
+    let out = host_cmd(&["run", "--plugins", plugins.to_str().unwrap(), "--listen", "0.0.0.0:0", "--data-dir", tempfile::tempdir().unwrap().path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = host_cmd(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["run", "submit", "status", "cancel", "queues", "plugins"] {
+        assert!(text.contains(command), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn submit_wait_follow_status_and_plugins_work_against_a_running_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let base = host.base.clone();
+    let run = move |args: Vec<String>| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut full = args;
+            full.extend(["--server".to_string(), base]);
+            let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+            host_cmd(&refs)
+        })
+    };
+    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), r#"{"name":"cli"}"#.into(), "--wait".into()]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["result"]["greeting"], "Hello, cli!");
+
+    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), r#"{"name":"f","spin_ms":300}"#.into(), "--follow".into()]).await.unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("run_completed") && text.contains("Hello, f!"), "{text}");
+
+    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), r#"{"name":"x","fail":"nope"}"#.into(), "--wait".into()]).await.unwrap();
+    assert!(!out.status.success(), "a failed task exits non-zero");
+
+    let input_file = dir.path().join("input.json");
+    std::fs::write(&input_file, r#"{"name":"from a file"}"#).unwrap();
+    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), format!("@{}", input_file.display())]).await.unwrap();
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    host.wait_finished(&id, Duration::from_secs(60)).await;
+    let out = run(vec!["status".into(), id.clone()]).await.unwrap();
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["result"]["greeting"], "Hello, from a file!");
+
+    let out = run(vec!["plugins".into()]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hello") && text.contains("mismatched"), "{text}");
+
+    let out = run(vec!["submit".into(), "nope".into()]).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_plugin"));
+}
+
+#[test]
+fn client_commands_say_when_no_host_is_running() {
+    let out = host_cmd(&["status", "abc", "--server", "http://127.0.0.1:9"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `host run` running"));
+}

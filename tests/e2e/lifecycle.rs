@@ -1,0 +1,115 @@
+//! Tasks through the API: success, plugin errors, hostile outcomes, retries, cancellation.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use taskhost_e2e::Host;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_task_succeeds_with_its_result_progress_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "Ada", "spin_ms": 300}})).await;
+    let task = host.wait_finished(&id, MINUTE).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["result"]["greeting"], "Hello, Ada!");
+    assert_eq!(task["progress"], 100.0);
+    assert_eq!(task["attempts"], 1);
+    assert_eq!(task["tenant"], "default");
+    for field in ["created_at", "started_at", "finished_at"] {
+        assert!(task[field].as_str().unwrap().ends_with('Z'), "{field}: {task}");
+    }
+    let (_, events) = host.call(Method::GET, &format!("/api/v1/tasks/{id}/events"), None).await;
+    let events = events["events"].as_array().unwrap().clone();
+    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"run_started"));
+    assert_eq!(types.last(), Some(&"run_completed"));
+    assert!(types.contains(&"progress_update") && types.contains(&"log"), "{types:?}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "sequence ids are gapless");
+    // `since` returns only what follows.
+    let (_, later) = host.call(Method::GET, &format!("/api/v1/tasks/{id}/events?since=2"), None).await;
+    assert_eq!(later["events"][0]["seq"], 3);
+}
+
+#[tokio::test]
+async fn failures_show_their_kind_and_the_host_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let cases = [
+        (json!({"plugin": "hello", "input": {"name": "x", "fail": "no reagent"}}), "plugin_error"),
+        (json!({"plugin": "hello", "input": {"name": 5}}), "invalid_input"),
+        (json!({"plugin": "hostile", "input": {"mode": "endless_loop"}, "limits": {"fuel": 100_000_000}}), "out_of_fuel"),
+        (json!({"plugin": "hostile", "input": {"mode": "endless_loop"}, "limits": {"timeout_ms": 300}}), "deadline_exceeded"),
+        (json!({"plugin": "hostile", "input": {"mode": "unbounded_alloc"}, "limits": {"memory_mb": 32}}), "memory_limit"),
+        (json!({"plugin": "hostile", "input": {"mode": "panic", "message": "boom"}}), "trapped"),
+        (json!({"plugin": "hostile", "input": {"mode": "huge_output", "mb": 100}}), "output_too_large"),
+        (json!({"plugin": "hostile", "input": {"mode": "event_flood", "count": 1_000_000}}), "event_limit"),
+    ];
+    let mut ids = Vec::new();
+    for (body, _) in &cases {
+        ids.push(host.submit(body.clone()).await);
+    }
+    for (id, (_, kind)) in ids.iter().zip(&cases) {
+        let task = host.wait_finished(id, MINUTE).await;
+        assert_eq!(task["status"], "failed", "{task}");
+        assert_eq!(task["error"]["kind"], *kind, "{task}");
+        assert!(!task["error"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(task["attempts"], 1, "{kind} is not retried");
+    }
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "after the storm"}})).await;
+    assert_eq!(host.wait_finished(&id, MINUTE).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_running_task_is_cancelled_promptly_and_a_queued_one_never_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = taskhost_e2e::HostOptions::new(&dir.path().join("data"));
+    options.concurrency = 1;
+    let host = Host::start_with(options).await.unwrap();
+    let running = host.submit(json!({"plugin": "hostile", "input": {"mode": "endless_loop"}})).await;
+    let queued = host.submit(json!({"plugin": "hello", "input": {"name": "never"}})).await;
+    host.wait_for(&running, MINUTE, |t| t["status"] == "running").await;
+
+    let (status, reply) = host.call(Method::POST, &format!("/api/v1/tasks/{queued}/cancel"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["cancel"], "cancelled");
+
+    let asked = Instant::now();
+    let (status, reply) = host.call(Method::POST, &format!("/api/v1/tasks/{running}/cancel"), None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["cancel"], "requested");
+    let task = host.wait_finished(&running, MINUTE).await;
+    let took = asked.elapsed();
+    assert_eq!(task["status"], "cancelled", "{task}");
+    assert_eq!(task["error"]["kind"], "cancelled");
+    // Generous bound for CI (includes HTTP polling); BENCHMARKS.md has the sandbox's own figure.
+    assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+
+    let never = host.task(&queued).await;
+    assert_eq!(never["status"], "cancelled");
+    assert_eq!(never["attempts"], 0, "a cancelled queued task never starts");
+    let (status, again) = host.call(Method::POST, &format!("/api/v1/tasks/{running}/cancel"), None).await;
+    assert_eq!((status, again["cancel"].as_str()), (200, Some("already_finished")));
+}
+
+#[tokio::test]
+async fn delayed_tasks_wait_and_expired_ones_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let submitted = Instant::now();
+    let delayed = host.submit(json!({"plugin": "hello", "input": {"name": "later"}, "delay_ms": 700})).await;
+    assert_eq!(host.task(&delayed).await["status"], "scheduled");
+    let task = host.wait_finished(&delayed, MINUTE).await;
+    assert_eq!(task["status"], "succeeded");
+    assert!(submitted.elapsed() >= Duration::from_millis(700));
+
+    let past = "2000-01-01T00:00:00Z";
+    let expired = host.submit(json!({"plugin": "hello", "input": {"name": "too late"}, "expires": past})).await;
+    let task = host.wait_finished(&expired, MINUTE).await;
+    assert_eq!(task["status"], "expired", "{task}");
+    assert_eq!(task["attempts"], 0);
+}

@@ -1,0 +1,101 @@
+//! WebSocket streams: history then live, no gap, no duplicate, resumable, closed at the end.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use taskhost_e2e::Host;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Reads a task's stream until the server closes it; returns the events.
+async fn read_stream(url: &str) -> Vec<Value> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+    let mut events = Vec::new();
+    let reading = async {
+        while let Some(message) = socket.next().await {
+            match message.expect("websocket message") {
+                Message::Text(text) => events.push(serde_json::from_str::<Value>(&text).unwrap()),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), reading).await.expect("the stream closes after the terminal event");
+    events
+}
+
+fn seqs(events: &[Value]) -> Vec<u64> {
+    events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_late_watcher_gets_history_then_live_events_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "stream", "spin_ms": 1500}})).await;
+    // Join mid-run: some events are history, the rest arrive live.
+    host.wait_for(&id, Duration::from_secs(60), |t| t["progress"].as_f64().unwrap_or(0.0) >= 20.0).await;
+    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>());
+    assert_eq!(events[0]["event_type"], "run_started");
+    let last = events.last().unwrap();
+    assert_eq!(last["event_type"], "run_completed");
+    assert_eq!(last["data"]["result"]["greeting"], "Hello, stream!");
+    for e in &events {
+        assert_eq!(e["type"], "event");
+        assert_eq!(e["task_id"], id.as_str());
+        assert!(e["ts"].is_string());
+    }
+    // The stored log agrees with what was streamed.
+    let (_, stored) = host.call(reqwest::Method::GET, &format!("/api/v1/tasks/{id}/events"), None).await;
+    assert_eq!(stored["events"].as_array().unwrap().len(), events.len());
+}
+
+#[tokio::test]
+async fn a_watcher_resumes_from_its_last_sequence_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "resume", "spin_ms": 1000}})).await;
+    // First connection: read a few events, then drop the connection.
+    let (mut socket, _) = tokio_tungstenite::connect_async(host.ws(&format!("/ws/tasks/{id}"))).await.unwrap();
+    let mut first = Vec::new();
+    while first.len() < 2 {
+        if let Some(Ok(Message::Text(text))) = socket.next().await {
+            first.push(serde_json::from_str::<Value>(&text).unwrap());
+        }
+    }
+    drop(socket);
+    let last_seen = first.last().unwrap()["seq"].as_u64().unwrap();
+    let rest = read_stream(&host.ws(&format!("/ws/tasks/{id}?since={last_seen}"))).await;
+    let mut all = seqs(&first);
+    all.extend(seqs(&rest));
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>(), "resumed without gap or duplicate");
+    assert_eq!(rest.last().unwrap()["event_type"], "run_completed");
+}
+
+#[tokio::test]
+async fn many_watchers_of_one_task_see_the_same_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "crowd", "spin_ms": 800}})).await;
+    let url = host.ws(&format!("/ws/tasks/{id}"));
+    let watchers: Vec<_> = (0..20).map(|_| tokio::spawn({ let url = url.clone(); async move { read_stream(&url).await } })).collect();
+    let mut seen = Vec::new();
+    for w in watchers {
+        seen.push(seqs(&w.await.unwrap()));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "every watcher saw the same sequence");
+    assert_eq!(seen[0], (1..=seen[0].len() as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_stream_of_a_finished_task_replays_and_closes_and_an_unknown_task_is_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "done"}})).await;
+    host.wait_finished(&id, Duration::from_secs(60)).await;
+    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    assert_eq!(events.last().unwrap()["event_type"], "run_completed");
+    let err = tokio_tungstenite::connect_async(host.ws("/ws/tasks/nope")).await.err().expect("refused");
+    assert!(err.to_string().contains("404"), "{err}");
+}
