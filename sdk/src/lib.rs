@@ -152,11 +152,7 @@ impl Context {
     /// `Err(TaskError::Cancelled)` once the task should stop, for use with `?` between units of
     /// work.
     pub fn check_cancelled(&self) -> Result<(), TaskError> {
-        if self.cancelled() {
-            Err(TaskError::Cancelled)
-        } else {
-            Ok(())
-        }
+        if self.cancelled() { Err(TaskError::Cancelled) } else { Ok(()) }
     }
 }
 

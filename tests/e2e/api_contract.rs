@@ -21,11 +21,15 @@ async fn malformed_requests_get_typed_errors_and_the_host_keeps_serving() {
     assert_eq!(status, 404);
     assert_eq!(body["error"]["kind"], "unknown_plugin");
 
-    let (status, body) = host.call(Method::POST, "/api/v1/tasks", Some(json!({"plugin": "hello", "input": {}, "frobnicate": 1}))).await;
+    let (status, body) = host
+        .call(Method::POST, "/api/v1/tasks", Some(json!({"plugin": "hello", "input": {}, "frobnicate": 1})))
+        .await;
     assert_eq!(status, 400, "unknown fields are refused: {body}");
 
     let big = "x".repeat((1 << 20) + 10);
-    let (status, body) = host.call(Method::POST, "/api/v1/tasks", Some(json!({"plugin": "hello", "input": {"name": big}}))).await;
+    let (status, body) = host
+        .call(Method::POST, "/api/v1/tasks", Some(json!({"plugin": "hello", "input": {"name": big}})))
+        .await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["kind"], "payload_too_large");
 
@@ -35,7 +39,13 @@ async fn malformed_requests_get_typed_errors_and_the_host_keeps_serving() {
     assert_eq!(status, 413);
     assert_eq!(body["error"]["kind"], "payload_too_large", "{body}");
 
-    for bad in [json!({"plugin": "hello", "id": "../../etc"}), json!({"plugin": "hello", "delay_ms": 5, "eta": "2030-01-01T00:00:00Z"}), json!({"plugin": "hello", "eta": "tomorrow"}), json!({"plugin": "hello", "priority": "urgent"}), json!({"plugin": "hello", "limits": {"fuel": 0}})] {
+    for bad in [
+        json!({"plugin": "hello", "id": "../../etc"}),
+        json!({"plugin": "hello", "delay_ms": 5, "eta": "2030-01-01T00:00:00Z"}),
+        json!({"plugin": "hello", "eta": "tomorrow"}),
+        json!({"plugin": "hello", "priority": "urgent"}),
+        json!({"plugin": "hello", "limits": {"fuel": 0}}),
+    ] {
         let (status, body) = host.call(Method::POST, "/api/v1/tasks", Some(bad.clone())).await;
         assert_eq!(status, 400, "{bad} → {body}");
         assert!(body["error"]["kind"].is_string());
@@ -68,7 +78,8 @@ async fn health_readiness_and_plugins_report_the_truth() {
     assert_eq!(body["broker"]["backend"], "embedded");
     let (status, body) = host.call(Method::GET, "/api/v1/plugins", None).await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = body["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        body["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"hello") && names.contains(&"hostile"), "{names:?}");
     let hello = body["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "hello").unwrap();
     assert_eq!(hello["limits"]["timeout_ms"], 60_000);
@@ -117,6 +128,7 @@ async fn declared_oversize_post(host: &Host, length: usize) -> (u16, serde_json:
     let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     // The body may be chunked; take the JSON object inside it.
-    let json = body.find('{').and_then(|start| body.rfind('}').map(|end| &body[start..=end])).unwrap_or("null");
+    let json =
+        body.find('{').and_then(|start| body.rfind('}').map(|end| &body[start..=end])).unwrap_or("null");
     (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
 }

@@ -12,7 +12,15 @@ fn host_cmd(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_missing_plugins_folder_is_named() {
-    let out = host_cmd(&["run", "--plugins", "/no/such/plugins", "--listen", "127.0.0.1:0", "--data-dir", tempfile::tempdir().unwrap().path().to_str().unwrap()]);
+    let out = host_cmd(&[
+        "run",
+        "--plugins",
+        "/no/such/plugins",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/no/such/plugins") && err.contains("does not exist"), "{err}");
@@ -21,7 +29,15 @@ fn a_missing_plugins_folder_is_named() {
 #[test]
 fn listening_beyond_loopback_without_tenants_is_refused() {
     let plugins = repo_root().join("examples");
-    let out = host_cmd(&["run", "--plugins", plugins.to_str().unwrap(), "--listen", "0.0.0.0:0", "--data-dir", tempfile::tempdir().unwrap().path().to_str().unwrap()]);
+    let out = host_cmd(&[
+        "run",
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:0",
+        "--data-dir",
+        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loopback"), "{err}");
@@ -50,22 +66,49 @@ async fn submit_wait_follow_status_and_plugins_work_against_a_running_host() {
             host_cmd(&refs)
         })
     };
-    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), r#"{"name":"cli"}"#.into(), "--wait".into()]).await.unwrap();
+    let out = run(vec![
+        "submit".into(),
+        "hello".into(),
+        "--input".into(),
+        r#"{"name":"cli"}"#.into(),
+        "--wait".into(),
+    ])
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let task: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task["result"]["greeting"], "Hello, cli!");
 
-    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), r#"{"name":"f","spin_ms":300}"#.into(), "--follow".into()]).await.unwrap();
+    let out = run(vec![
+        "submit".into(),
+        "hello".into(),
+        "--input".into(),
+        r#"{"name":"f","spin_ms":300}"#.into(),
+        "--follow".into(),
+    ])
+    .await
+    .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("run_completed") && text.contains("Hello, f!"), "{text}");
 
-    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), r#"{"name":"x","fail":"nope"}"#.into(), "--wait".into()]).await.unwrap();
+    let out = run(vec![
+        "submit".into(),
+        "hello".into(),
+        "--input".into(),
+        r#"{"name":"x","fail":"nope"}"#.into(),
+        "--wait".into(),
+    ])
+    .await
+    .unwrap();
     assert!(!out.status.success(), "a failed task exits non-zero");
 
     let input_file = dir.path().join("input.json");
     std::fs::write(&input_file, r#"{"name":"from a file"}"#).unwrap();
-    let out = run(vec!["submit".into(), "hello".into(), "--input".into(), format!("@{}", input_file.display())]).await.unwrap();
+    let out =
+        run(vec!["submit".into(), "hello".into(), "--input".into(), format!("@{}", input_file.display())])
+            .await
+            .unwrap();
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     host.wait_finished(&id, Duration::from_secs(60)).await;
     let out = run(vec!["status".into(), id.clone()]).await.unwrap();

@@ -42,9 +42,18 @@ async fn failures_show_their_kind_and_the_host_keeps_serving() {
     let cases = [
         (json!({"plugin": "hello", "input": {"name": "x", "fail": "no reagent"}}), "plugin_error"),
         (json!({"plugin": "hello", "input": {"name": 5}}), "invalid_input"),
-        (json!({"plugin": "hostile", "input": {"mode": "endless_loop"}, "limits": {"fuel": 100_000_000}}), "out_of_fuel"),
-        (json!({"plugin": "hostile", "input": {"mode": "endless_loop"}, "limits": {"timeout_ms": 300}}), "deadline_exceeded"),
-        (json!({"plugin": "hostile", "input": {"mode": "unbounded_alloc"}, "limits": {"memory_mb": 32}}), "memory_limit"),
+        (
+            json!({"plugin": "hostile", "input": {"mode": "endless_loop"}, "limits": {"fuel": 100_000_000}}),
+            "out_of_fuel",
+        ),
+        (
+            json!({"plugin": "hostile", "input": {"mode": "endless_loop"}, "limits": {"timeout_ms": 300}}),
+            "deadline_exceeded",
+        ),
+        (
+            json!({"plugin": "hostile", "input": {"mode": "unbounded_alloc"}, "limits": {"memory_mb": 32}}),
+            "memory_limit",
+        ),
         (json!({"plugin": "hostile", "input": {"mode": "panic", "message": "boom"}}), "trapped"),
         (json!({"plugin": "hostile", "input": {"mode": "huge_output", "mb": 100}}), "output_too_large"),
         (json!({"plugin": "hostile", "input": {"mode": "event_flood", "count": 1_000_000}}), "event_limit"),
@@ -108,7 +117,8 @@ async fn delayed_tasks_wait_and_expired_ones_never_run() {
     assert!(submitted.elapsed() >= Duration::from_millis(700));
 
     let past = "2000-01-01T00:00:00Z";
-    let expired = host.submit(json!({"plugin": "hello", "input": {"name": "too late"}, "expires": past})).await;
+    let expired =
+        host.submit(json!({"plugin": "hello", "input": {"name": "too late"}, "expires": past})).await;
     let task = host.wait_finished(&expired, MINUTE).await;
     assert_eq!(task["status"], "expired", "{task}");
     assert_eq!(task["attempts"], 0);

@@ -15,9 +15,14 @@ async fn a_task_running_when_the_host_is_killed_runs_again_after_restart_and_que
     let mut options = HostOptions::new(&data);
     options.concurrency = 1;
     let host = Host::start_with(options).await.unwrap();
-    let long = host.submit(json!({"plugin": "hello", "input": {"name": "survivor", "spin_ms": 60_000}})).await;
-    let queued: Vec<String> = futures::future::join_all((0..3).map(|i| host.submit(json!({"plugin": "hello", "input": {"name": format!("q{i}")}})))).await;
-    host.wait_for(&long, MINUTE, |t| t["status"] == "running" && t["progress"].as_f64().unwrap_or(0.0) > 0.0).await;
+    let long =
+        host.submit(json!({"plugin": "hello", "input": {"name": "survivor", "spin_ms": 60_000}})).await;
+    let queued: Vec<String> = futures::future::join_all(
+        (0..3).map(|i| host.submit(json!({"plugin": "hello", "input": {"name": format!("q{i}")}}))),
+    )
+    .await;
+    host.wait_for(&long, MINUTE, |t| t["status"] == "running" && t["progress"].as_f64().unwrap_or(0.0) > 0.0)
+        .await;
     host.kill(); // SIGKILL: no drain, no goodbye
 
     let mut options = HostOptions::new(&data);
@@ -80,7 +85,8 @@ async fn a_task_longer_than_the_grace_period_is_handed_back_and_runs_after_resta
     let mut options = HostOptions::new(&data);
     options.grace_secs = 0.3;
     let host = Host::start_with(options).await.unwrap();
-    let id = host.submit(json!({"plugin": "hello", "input": {"name": "handed back", "spin_ms": 60_000}})).await;
+    let id =
+        host.submit(json!({"plugin": "hello", "input": {"name": "handed back", "spin_ms": 60_000}})).await;
     host.wait_for(&id, MINUTE, |t| t["status"] == "running").await;
     assert!(host.terminate(Duration::from_secs(30)), "clean exit on SIGTERM");
     let host = Host::start_with(HostOptions::new(&data)).await.unwrap();
@@ -95,6 +101,7 @@ async fn two_hosts_cannot_share_one_data_folder() {
     let data = dir.path().join("data");
     let _first = Host::start_with(HostOptions::new(&data)).await.unwrap();
     let second = Host::start_with(HostOptions::new(&data)).await;
-    let err = second.err().expect("the second host must refuse to start").to_string();
+    let Err(err) = second else { panic!("the second host must refuse to start") };
+    let err = err.to_string();
     assert!(err.contains("taskhost.lock"), "{err}");
 }

@@ -20,7 +20,9 @@ async fn read_stream(url: &str) -> Vec<Value> {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(60), reading).await.expect("the stream closes after the terminal event");
+    tokio::time::timeout(Duration::from_secs(60), reading)
+        .await
+        .expect("the stream closes after the terminal event");
     events
 }
 
@@ -57,7 +59,8 @@ async fn a_watcher_resumes_from_its_last_sequence_id() {
     let host = Host::start(dir.path()).await.unwrap();
     let id = host.submit(json!({"plugin": "hello", "input": {"name": "resume", "spin_ms": 1000}})).await;
     // First connection: read a few events, then drop the connection.
-    let (mut socket, _) = tokio_tungstenite::connect_async(host.ws(&format!("/ws/tasks/{id}"))).await.unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(host.ws(&format!("/ws/tasks/{id}"))).await.unwrap();
     let mut first = Vec::new();
     while first.len() < 2 {
         if let Some(Ok(Message::Text(text))) = socket.next().await {
@@ -79,7 +82,14 @@ async fn many_watchers_of_one_task_see_the_same_events() {
     let host = Host::start(dir.path()).await.unwrap();
     let id = host.submit(json!({"plugin": "hello", "input": {"name": "crowd", "spin_ms": 800}})).await;
     let url = host.ws(&format!("/ws/tasks/{id}"));
-    let watchers: Vec<_> = (0..20).map(|_| tokio::spawn({ let url = url.clone(); async move { read_stream(&url).await } })).collect();
+    let watchers: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { read_stream(&url).await }
+            })
+        })
+        .collect();
     let mut seen = Vec::new();
     for w in watchers {
         seen.push(seqs(&w.await.unwrap()));
@@ -96,6 +106,8 @@ async fn a_stream_of_a_finished_task_replays_and_closes_and_an_unknown_task_is_4
     host.wait_finished(&id, Duration::from_secs(60)).await;
     let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     assert_eq!(events.last().unwrap()["event_type"], "run_completed");
-    let err = tokio_tungstenite::connect_async(host.ws("/ws/tasks/nope")).await.err().expect("refused");
+    let Err(err) = tokio_tungstenite::connect_async(host.ws("/ws/tasks/nope")).await else {
+        panic!("a stream of an unknown task must be refused");
+    };
     assert!(err.to_string().contains("404"), "{err}");
 }

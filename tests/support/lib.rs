@@ -38,7 +38,10 @@ pub fn host_binary() -> PathBuf {
 pub fn plugin_dirs() -> Vec<PathBuf> {
     let root = repo_root();
     for built in ["examples/hello/hello.wasm", "tests/fixtures/hostile/hostile.wasm"] {
-        assert!(root.join(built).is_file(), "{built} is missing: run `cargo xtask plugins` first (the README's test command does)");
+        assert!(
+            root.join(built).is_file(),
+            "{built} is missing: run `cargo xtask plugins` first (the README's test command does)"
+        );
     }
     vec![root.join("examples"), root.join("tests/fixtures")]
 }
@@ -204,7 +207,11 @@ impl Host {
             if check(&task) {
                 return task;
             }
-            assert!(Instant::now() < until, "task {id} did not reach the expected state within {deadline:?}: {task}\nhost log:\n{}", self.log());
+            assert!(
+                Instant::now() < until,
+                "task {id} did not reach the expected state within {deadline:?}: {task}\nhost log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -60,14 +60,18 @@ fn discover(root: &Path) -> Result<Vec<PluginCrate>> {
 
 fn toml_str(path: &Path, keys: &[&str]) -> Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     for key in keys {
         value = value
             .get(key)
             .cloned()
             .with_context(|| format!("{} has no `{}`", path.display(), keys.join(".")))?;
     }
-    value.as_str().map(str::to_owned).with_context(|| format!("{}: `{}` is not a string", path.display(), keys.join(".")))
+    value
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{}: `{}` is not a string", path.display(), keys.join(".")))
 }
 
 fn ensure_wasm_target() -> Result<()> {
@@ -90,7 +94,10 @@ fn build_plugins(root: &Path) -> Result<()> {
     }
     let target_dir = root.join("target").join("wasm");
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.current_dir(root).args(["build", "--release", "--target", WASM_TARGET, "--target-dir"]).arg(&target_dir);
+    cargo
+        .current_dir(root)
+        .args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .arg(&target_dir);
     // Components without debug info are a third of the size and compile faster in the host.
     cargo.env("CARGO_PROFILE_RELEASE_DEBUG", "false").env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     for c in &crates {
@@ -98,13 +105,21 @@ fn build_plugins(root: &Path) -> Result<()> {
     }
     run(&mut cargo)?;
     for c in &crates {
-        let built = target_dir.join(WASM_TARGET).join("release").join(format!("{}.wasm", c.package.replace('-', "_")));
+        let built = target_dir
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", c.package.replace('-', "_")));
         let placed = c.dir.join(format!("{}.wasm", c.plugin_name));
         let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
         if std::fs::read(&placed).ok().as_deref() != Some(&bytes[..]) {
             std::fs::write(&placed, &bytes).with_context(|| format!("writing {}", placed.display()))?;
         }
-        println!("  {:<12} {} ({} KiB)", c.plugin_name, placed.strip_prefix(root).unwrap_or(&placed).display(), bytes.len() / 1024);
+        println!(
+            "  {:<12} {} ({} KiB)",
+            c.plugin_name,
+            placed.strip_prefix(root).unwrap_or(&placed).display(),
+            bytes.len() / 1024
+        );
     }
     Ok(())
 }

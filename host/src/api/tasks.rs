@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::events::{NewEvent, kind};
 use crate::plugin::manifest::valid_name;
-use crate::queue::{CancelResult, ErrorInfo, Millis, NewTask, Priority, TaskFilter, TaskRecord, TaskStatus, now_ms};
+use crate::queue::{
+    CancelResult, ErrorInfo, Millis, NewTask, Priority, TaskFilter, TaskRecord, TaskStatus, now_ms,
+};
 use crate::sandbox::LimitsRequest;
 use crate::tenant::Tenant;
 
@@ -102,7 +104,11 @@ impl TaskView {
     /// The API view of a stored task.
     pub fn from_record(t: TaskRecord, with_result: bool) -> Self {
         TaskView {
-            result: if with_result { t.result.as_deref().and_then(|r| serde_json::from_str(r).ok()) } else { None },
+            result: if with_result {
+                t.result.as_deref().and_then(|r| serde_json::from_str(r).ok())
+            } else {
+                None
+            },
             id: t.id,
             plugin: t.plugin,
             task: t.task_name,
@@ -126,7 +132,9 @@ impl TaskView {
 }
 
 fn valid_task_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
 /// `POST /api/v1/tasks`.
@@ -137,17 +145,19 @@ pub async fn submit(
     let tenant = caller();
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!("the request body is over the limit of {} bytes", state.max_input_bytes))
+            ApiError::PayloadTooLarge(format!(
+                "the request body is over the limit of {} bytes",
+                state.max_input_bytes
+            ))
         } else {
             ApiError::InvalidJson(format!("cannot read the request body: {rejection}"))
         }
     })?;
-    let request: SubmitRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(format!("invalid request body: {e}")))?;
-    let (plugin, task_name) = state
-        .plugins
-        .resolve(&request.plugin)
-        .ok_or_else(|| ApiError::UnknownPlugin(format!("no plugin or task named {:?} is loaded", request.plugin)))?;
+    let request: SubmitRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidJson(format!("invalid request body: {e}")))?;
+    let (plugin, task_name) = state.plugins.resolve(&request.plugin).ok_or_else(|| {
+        ApiError::UnknownPlugin(format!("no plugin or task named {:?} is loaded", request.plugin))
+    })?;
     let input = request.input.unwrap_or_else(|| json!({})).to_string();
     if input.len() > state.max_input_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -158,7 +168,9 @@ pub async fn submit(
     }
     let queue = request.queue.unwrap_or_else(|| plugin.manifest.queue.clone());
     if !valid_name(&queue) {
-        return Err(ApiError::InvalidRequest(format!("queue {queue:?}: use 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'")));
+        return Err(ApiError::InvalidRequest(format!(
+            "queue {queue:?}: use 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'"
+        )));
     }
     let id = match request.id {
         Some(id) if valid_task_id(&id) => id,
@@ -183,7 +195,9 @@ pub async fn submit(
     }
     let limits = request.limits.unwrap_or_default();
     if limits.fuel == Some(0) || limits.timeout_ms == Some(0) || limits.memory_mb == Some(0) {
-        return Err(ApiError::InvalidRequest("limits: fuel, timeout_ms and memory_mb must be positive".into()));
+        return Err(ApiError::InvalidRequest(
+            "limits: fuel, timeout_ms and memory_mb must be positive".into(),
+        ));
     }
     let submitted = state
         .broker
@@ -209,9 +223,16 @@ pub async fn submit(
 }
 
 /// `GET /api/v1/tasks/{id}`.
-pub async fn get_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+pub async fn get_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
     let tenant = caller();
-    let task = state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    let task = state
+        .broker
+        .get(tenant.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
     Ok(Json(TaskView::from_record(task, true)))
 }
 
@@ -224,10 +245,16 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/tasks?status=&plugin=&limit=`.
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let tenant = caller();
     let status = match q.status.as_deref() {
-        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| ApiError::InvalidRequest(format!("status {s:?} is not a task status")))?),
+        Some(s) => Some(
+            TaskStatus::parse(s)
+                .ok_or_else(|| ApiError::InvalidRequest(format!("status {s:?} is not a task status")))?,
+        ),
         None => None,
     };
     let filter = TaskFilter {
@@ -244,10 +271,17 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
 /// `POST /api/v1/tasks/{id}/cancel`.
 pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let tenant = caller();
-    let event = NewEvent::new(kind::RUN_CANCELLED, json!({"status": "cancelled", "error": {"kind": "cancelled", "message": "cancelled before it started"}}));
+    let event = NewEvent::new(
+        kind::RUN_CANCELLED,
+        json!({"status": "cancelled", "error": {"kind": "cancelled", "message": "cancelled before it started"}}),
+    );
     let requested = NewEvent::new(kind::CANCEL_REQUESTED, json!({"by": tenant.name}));
     // Queued tasks take the terminal event; running ones are flagged and get `cancel_requested`.
-    let current = state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    let current = state
+        .broker
+        .get(tenant.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
     let event = if current.status == TaskStatus::Running { requested } else { event };
     let (result, stored) = state.broker.cancel(tenant.scope(), &id, event).await?;
     if let Some(stored) = stored {
@@ -257,12 +291,19 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
         // Running here: stop it now rather than at the next lease renewal.
         state.running.cancel(&id);
     }
-    let task = state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    let task = state
+        .broker
+        .get(tenant.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
     Ok(Json(json!({"id": id, "cancel": result, "status": task.status})))
 }
 
 /// `POST /api/v1/tasks/{id}/retry`: requeue a dead task.
-pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let tenant = caller();
     let task = state.broker.retry_dead(tenant.scope(), &id).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": task.id, "status": task.status}))))
@@ -282,7 +323,11 @@ pub async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller();
-    state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    state
+        .broker
+        .get(tenant.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
     let since = q.since.unwrap_or(0);
     let events = state.hub.history(&id, since, q.limit.unwrap_or(1000).clamp(1, 10_000)).await?;
     let next_since = events.last().map_or(since, |e| e.seq);

@@ -46,7 +46,11 @@ pub async fn task_stream(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let tenant = Tenant::default_tenant();
-    state.broker.get(tenant.scope(), &id).await?.ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    state
+        .broker
+        .get(tenant.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
     let since = q.since.unwrap_or(0);
     Ok(upgrade.on_upgrade(move |socket| stream_task(state, id, since, socket)))
 }

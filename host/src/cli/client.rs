@@ -80,7 +80,10 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach the host at {} (is `host run` running?)", self.base))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the host at {} (is `host run` running?)", self.base))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -109,12 +112,19 @@ fn exit_for(task: &Value) -> ExitCode {
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args.server)?;
     let text = match args.input.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read the input file {path}"))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the input file {path}"))?
+        }
         None => args.input.clone(),
     };
     let input: Value = serde_json::from_str(&text).context("--input is not valid JSON")?;
     let mut body = json!({"plugin": args.plugin, "input": input});
-    for (key, value) in [("queue", args.queue.map(Value::from)), ("priority", args.priority.map(Value::from)), ("id", args.id.map(Value::from)), ("delay_ms", args.delay_ms.map(Value::from))] {
+    for (key, value) in [
+        ("queue", args.queue.map(Value::from)),
+        ("priority", args.priority.map(Value::from)),
+        ("id", args.id.map(Value::from)),
+        ("delay_ms", args.delay_ms.map(Value::from)),
+    ] {
         if let Some(value) = value {
             body[key] = value;
         }
@@ -140,7 +150,8 @@ async fn wait(api: &Api, id: &str) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(50);
     loop {
         let task = api.call(reqwest::Method::GET, &format!("/api/v1/tasks/{id}"), None).await?;
-        if matches!(task["status"].as_str(), Some("succeeded" | "failed" | "cancelled" | "expired" | "dead")) {
+        if matches!(task["status"].as_str(), Some("succeeded" | "failed" | "cancelled" | "expired" | "dead"))
+        {
             return Ok(());
         }
         tokio::time::sleep(delay).await;
@@ -153,8 +164,10 @@ async fn wait(api: &Api, id: &str) -> anyhow::Result<()> {
 async fn follow(api: &Api, id: &str) -> anyhow::Result<()> {
     let bar = indicatif::ProgressBar::new(100);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos:>3}% {wide_msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos:>3}% {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     // Without a terminal the bar is hidden: print event lines plainly instead.
@@ -192,7 +205,11 @@ async fn follow(api: &Api, id: &str) -> anyhow::Result<()> {
                     bar.set_position(data["percent"].as_f64().unwrap_or(0.0) as u64);
                     bar.set_message(data["message"].as_str().unwrap_or("").to_owned());
                 }
-                "log" => say(format!("  [{}] {}", data["level"].as_str().unwrap_or(""), data["message"].as_str().unwrap_or(""))),
+                "log" => say(format!(
+                    "  [{}] {}",
+                    data["level"].as_str().unwrap_or(""),
+                    data["message"].as_str().unwrap_or("")
+                )),
                 _ => say(format!("#{since} {kind} {data}")),
             }
             if matches!(kind, "run_completed" | "run_failed" | "run_cancelled") {
@@ -251,7 +268,11 @@ pub async fn plugins(args: ServerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     for problem in body["problems"].as_array().into_iter().flatten() {
-        println!("skipped      {}: {}", problem["dir"].as_str().unwrap_or(""), problem["error"].as_str().unwrap_or(""));
+        println!(
+            "skipped      {}: {}",
+            problem["dir"].as_str().unwrap_or(""),
+            problem["error"].as_str().unwrap_or("")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

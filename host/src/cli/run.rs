@@ -64,7 +64,9 @@ fn init_tracing() {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
     if let Some(url) = &args.redis {
-        bail!("--redis {url}: the Redis backend is not part of this build yet; omit --redis (and unset REDIS_URL) to use the embedded broker");
+        bail!(
+            "--redis {url}: the Redis backend is not part of this build yet; omit --redis (and unset REDIS_URL) to use the embedded broker"
+        );
     }
     if args.tenants.is_some() {
         bail!("--tenants: tenant files are not supported by this build yet");
@@ -78,9 +80,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.listen
         );
     }
-    let concurrency = args.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
 
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
     let sandbox = Arc::new(
         Sandbox::new(SandboxConfig::new(concurrency as u32, args.data_dir.join("scratch")))
             .context("cannot start the sandbox")?,
@@ -98,7 +104,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let queues = if args.queues.is_empty() { plugins.queues() } else { args.queues.clone() };
     let host_id = format!("{}-{}", hostname(), std::process::id());
     let settings = WorkerSettings::new(concurrency, queues.clone(), host_id.clone());
-    let worker = Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
+    let worker =
+        Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
 
     let state = AppState {
         broker: broker.clone(),
@@ -107,7 +114,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         running: worker.running(),
         max_input_bytes: args.max_input_bytes,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     tracing::info!(
@@ -126,7 +135,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let server = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            axum::serve(listener, api::router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
         })
     };
     let workers = tokio::spawn(worker.run(shutdown.clone(), Duration::from_secs_f64(args.grace.max(0.0))));

@@ -148,7 +148,10 @@ impl Manifest {
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |m: String| Err(ManifestError::Invalid(m));
         if !valid_name(&self.name) || self.name.contains('.') {
-            return invalid(format!("name {:?}: use 1-64 characters of a-z, A-Z, 0-9, '-' and '_'", self.name));
+            return invalid(format!(
+                "name {:?}: use 1-64 characters of a-z, A-Z, 0-9, '-' and '_'",
+                self.name
+            ));
         }
         if self.tasks.is_empty() {
             return invalid("tasks: list at least one task name".into());
@@ -159,7 +162,10 @@ impl Manifest {
         if !valid_name(&self.queue) {
             return invalid(format!("queue {:?} is not a valid queue name", self.queue));
         }
-        if self.limits.timeout_ms == Some(0) || self.limits.fuel == Some(0) || self.limits.memory_mb == Some(0) {
+        if self.limits.timeout_ms == Some(0)
+            || self.limits.fuel == Some(0)
+            || self.limits.memory_mb == Some(0)
+        {
             return invalid("limits: fuel, timeout_ms and memory_mb must be positive".into());
         }
         Ok(())
@@ -182,13 +188,16 @@ mod tests {
     fn type_errors_and_unknown_fields_are_named() {
         let e = Manifest::parse("name = \"x\"\nversion = \"1\"\ntasks = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("tasks"), "{e}");
-        let e = Manifest::parse("name = \"x\"\nversion = \"1\"\ntasks = [\"x\"]\nfuel = 3\n").unwrap_err().to_string();
+        let e = Manifest::parse("name = \"x\"\nversion = \"1\"\ntasks = [\"x\"]\nfuel = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("fuel"), "{e}");
     }
 
     #[test]
     fn bad_names_are_refused() {
-        let e = Manifest::parse("name = \"../x\"\nversion = \"1\"\ntasks = [\"x\"]\n").unwrap_err().to_string();
+        let e =
+            Manifest::parse("name = \"../x\"\nversion = \"1\"\ntasks = [\"x\"]\n").unwrap_err().to_string();
         assert!(e.contains("name"), "{e}");
     }
 

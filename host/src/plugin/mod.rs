@@ -55,7 +55,9 @@ pub struct LoadProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     /// A `--plugins` folder does not exist.
-    #[error("plugins folder {0} does not exist (build the plugins with `cargo xtask plugins`, or pass --plugins DIR)")]
+    #[error(
+        "plugins folder {0} does not exist (build the plugins with `cargo xtask plugins`, or pass --plugins DIR)"
+    )]
     MissingFolder(PathBuf),
     /// A folder could not be read.
     #[error("cannot read plugins folder {path}: {error}")]
@@ -86,7 +88,10 @@ impl PluginRegistry {
                         if let Some(existing) = registry.plugins.get(&name) {
                             registry.problems.push(LoadProblem {
                                 dir: plugin_dir.clone(),
-                                error: format!("a plugin named {name:?} is already loaded from {}", existing.dir.display()),
+                                error: format!(
+                                    "a plugin named {name:?} is already loaded from {}",
+                                    existing.dir.display()
+                                ),
                             });
                             continue;
                         }
@@ -166,16 +171,21 @@ fn plugin_folders(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
     }
     let entries = std::fs::read_dir(dir)
         .map_err(|e| PluginError::Unreadable { path: dir.to_path_buf(), error: e.to_string() })?;
-    let mut found: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("plugin.toml").is_file()).collect();
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("plugin.toml").is_file())
+        .collect();
     found.sort();
     Ok(found)
 }
 
 async fn load_one(sandbox: &Sandbox, dir: &Path, cache_dir: &Path) -> Result<LoadedPlugin, String> {
     let manifest_path = dir.join("plugin.toml");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
-    let manifest = Manifest::parse(&text).map_err(|e| format!("bad manifest {}: {e}", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
+    let manifest =
+        Manifest::parse(&text).map_err(|e| format!("bad manifest {}: {e}", manifest_path.display()))?;
     let wasm_path = dir.join(format!("{}.wasm", manifest.name));
     let wasm = std::fs::read(&wasm_path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -189,13 +199,17 @@ async fn load_one(sandbox: &Sandbox, dir: &Path, cache_dir: &Path) -> Result<Loa
         .await
         .map_err(|e| format!("{}: {e}", wasm_path.display()))?;
     let prepared = sandbox.prepare(&component).map_err(|e| format!("{}: {e}", wasm_path.display()))?;
-    let description = sandbox.describe(&prepared).await.map_err(|e| format!("{}: {e}", wasm_path.display()))?;
+    let description =
+        sandbox.describe(&prepared).await.map_err(|e| format!("{}: {e}", wasm_path.display()))?;
     let description = serde_json::from_str(&description).unwrap_or(serde_json::Value::Null);
     let data_dir = dir.join("data");
     let capabilities = Capabilities {
         data_dir: if manifest.capabilities.data {
             if !data_dir.is_dir() {
-                return Err(format!("the manifest asks for data, but {} is not a folder", data_dir.display()));
+                return Err(format!(
+                    "the manifest asks for data, but {} is not a folder",
+                    data_dir.display()
+                ));
             }
             Some(data_dir)
         } else {

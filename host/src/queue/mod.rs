@@ -353,7 +353,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Leases the next runnable task from `queues` (highest priority, then oldest), for
     /// `lease_for`. Promotes due delayed tasks, expires stale ones, and takes back tasks whose
     /// lease lapsed. Returns at once; `None` when nothing is runnable.
-    async fn lease(&self, worker: &str, queues: &[String], lease_for: Duration) -> Result<Option<Lease>, BrokerError>;
+    async fn lease(
+        &self,
+        worker: &str,
+        queues: &[String],
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, BrokerError>;
 
     /// Waits until a task may have become runnable in `queues`, or `timeout` passes.
     async fn wait_for_work(&self, queues: &[String], timeout: Duration);
@@ -368,14 +373,24 @@ pub trait Broker: Send + Sync + 'static {
     /// Ends an attempt: stores the outcome and appends `terminal` (when the finish is terminal or a
     /// retry) to the task's events in one step. Fenced: returns `None` and changes nothing when the
     /// lease was lost.
-    async fn finish(&self, lease: &Lease, finish: Finish, event: NewEvent) -> Result<Option<Event>, BrokerError>;
+    async fn finish(
+        &self,
+        lease: &Lease,
+        finish: Finish,
+        event: NewEvent,
+    ) -> Result<Option<Event>, BrokerError>;
 
     /// Updates the latest progress of a running attempt (fenced by attempt).
     async fn set_progress(&self, lease: &Lease, percent: f32, message: &str) -> Result<(), BrokerError>;
 
     /// Cancels a task: a queued one never starts (and gets `event` as its terminal event), a
     /// running one is flagged for its worker. `tenant` restricts to that tenant's tasks.
-    async fn cancel(&self, tenant: Option<&str>, id: &str, event: NewEvent) -> Result<(CancelResult, Option<Event>), BrokerError>;
+    async fn cancel(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        event: NewEvent,
+    ) -> Result<(CancelResult, Option<Event>), BrokerError>;
 
     /// Requeues a dead task as a fresh attempt series.
     async fn retry_dead(&self, tenant: Option<&str>, id: &str) -> Result<TaskRecord, BrokerError>;

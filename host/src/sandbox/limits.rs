@@ -165,7 +165,8 @@ mod tests {
             timeout_ms: Some(10_000),
             ..Default::default()
         });
-        let narrowed = base.narrowed_by(&LimitsRequest { fuel: Some(10), timeout_ms: Some(99_999), memory_mb: Some(1) });
+        let narrowed =
+            base.narrowed_by(&LimitsRequest { fuel: Some(10), timeout_ms: Some(99_999), memory_mb: Some(1) });
         assert_eq!(narrowed.fuel, 10);
         assert_eq!(narrowed.timeout_ms, 10_000, "a request cannot lengthen the manifest's timeout");
         assert_eq!(narrowed.memory_bytes, 1 << 20);
@@ -173,7 +174,8 @@ mod tests {
 
     #[test]
     fn a_manifest_cannot_exceed_the_ceiling() {
-        let l = TaskLimits::default().with_manifest(&ManifestLimits { memory_mb: Some(1 << 30), ..Default::default() });
+        let l = TaskLimits::default()
+            .with_manifest(&ManifestLimits { memory_mb: Some(1 << 30), ..Default::default() });
         assert_eq!(l.memory_bytes, TaskLimits::ceiling().memory_bytes);
     }
 

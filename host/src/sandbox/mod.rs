@@ -133,6 +133,19 @@ pub struct TaskIdentity {
     pub attempt: u32,
 }
 
+/// One task to run: who it is, its input, its limits and what it is granted.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskRun<'a> {
+    /// The task as the plugin sees it.
+    pub task: &'a TaskIdentity,
+    /// The input JSON text.
+    pub input: &'a str,
+    /// The limits it runs under.
+    pub limits: TaskLimits,
+    /// What it may use beyond computing.
+    pub capabilities: &'a Capabilities,
+}
+
 /// A component ready to instantiate.
 #[derive(Clone)]
 pub struct PreparedPlugin {
@@ -192,7 +205,8 @@ impl Sandbox {
         }
         let engine = Engine::new(&wasm).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::<TaskState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         TaskPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
 
@@ -233,7 +247,10 @@ impl Sandbox {
 
     /// Compiles a component to this engine's native code, as bytes for the disk cache. Returns a
     /// closure so that the CPU-heavy compilation can run on a blocking thread.
-    pub fn precompile(&self, wasm: Vec<u8>) -> impl FnOnce() -> Result<Vec<u8>, SandboxError> + Send + 'static {
+    pub fn precompile(
+        &self,
+        wasm: Vec<u8>,
+    ) -> impl FnOnce() -> Result<Vec<u8>, SandboxError> + Send + 'static {
         let engine = self.engine.clone();
         move || engine.precompile_component(&wasm).map_err(|e| SandboxError::Compile(format!("{e:#}")))
     }
@@ -248,17 +265,22 @@ impl Sandbox {
     pub fn load_precompiled(&self, path: &Path) -> Result<Component, SandboxError> {
         // Read into memory rather than map the file: a mapped file that someone truncates later
         // would crash the host with SIGBUS.
-        let bytes = std::fs::read(path).map_err(|e| SandboxError::Compile(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| SandboxError::Compile(format!("cannot read {}: {e}", path.display())))?;
         // SAFETY: the caller passes only artifacts produced by `precompile` on a compatible
         // engine, stored in the host's own cache folder; wasmtime also checks the header and the
         // engine compatibility before using them.
-        unsafe { Component::deserialize(&self.engine, &bytes) }.map_err(|e| SandboxError::Compile(format!("{e:#}")))
+        unsafe { Component::deserialize(&self.engine, &bytes) }
+            .map_err(|e| SandboxError::Compile(format!("{e:#}")))
     }
 
     /// Checks a component against the world and pre-instantiates it.
     pub fn prepare(&self, component: &Component) -> Result<PreparedPlugin, SandboxError> {
         check_world(&self.engine, component)?;
-        let pre = self.linker.instantiate_pre(component).map_err(|e| SandboxError::WorldMismatch(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| SandboxError::WorldMismatch(format!("{e:#}")))?;
         let pre = TaskPluginPre::new(pre).map_err(|e| SandboxError::WorldMismatch(format!("{e:#}")))?;
         Ok(PreparedPlugin { pre })
     }
@@ -274,7 +296,8 @@ impl Sandbox {
         let (reports, _rx) = mpsc::channel(64);
         let stop = Arc::new(AtomicBool::new(false));
         let wasi = WasiCtxBuilder::new().build();
-        let mut store = self.new_store(TaskState::new(wasi, limits, reports, stop), &limits)
+        let mut store = self
+            .new_store(TaskState::new(wasi, limits, reports, stop), &limits)
             .map_err(|e| SandboxError::Describe(format!("{e:#}")))?;
         let call = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
@@ -296,7 +319,9 @@ impl Sandbox {
             store.set_fuel(limits.fuel)?;
         }
         match self.config.interruption {
-            Interruption::FuelYield => store.fuel_async_yield_interval(Some(self.config.fuel_yield_interval))?,
+            Interruption::FuelYield => {
+                store.fuel_async_yield_interval(Some(self.config.fuel_yield_interval))?
+            }
             Interruption::FuelAndEpoch | Interruption::EpochOnly => {
                 store.set_epoch_deadline(1);
                 store.epoch_deadline_async_yield_and_update(1);
@@ -310,13 +335,11 @@ impl Sandbox {
     pub async fn run(
         &self,
         plugin: &PreparedPlugin,
-        task: &TaskIdentity,
-        input: &str,
-        limits: TaskLimits,
-        capabilities: &Capabilities,
+        run: TaskRun<'_>,
         reports: mpsc::Sender<Report>,
         cancel: CancellationToken,
     ) -> RunReport {
+        let TaskRun { task, input, limits, capabilities } = run;
         let started = Instant::now();
         let fail = |message: String| RunReport {
             outcome: Outcome::HostError { message },
@@ -423,7 +446,9 @@ impl Sandbox {
                 state.log_line(level, line.to_owned()).await;
             }
             if dropped > 0 {
-                state.log_line("warn", format!("{dropped} bytes of {level} dropped (log volume limit)")).await;
+                state
+                    .log_line("warn", format!("{dropped} bytes of {level} dropped (log volume limit)"))
+                    .await;
             }
         }
         drop(store);
@@ -443,11 +468,16 @@ fn classify(
     match result {
         Ok(Ok(output)) => {
             if output.len() as u64 > limits.output_bytes {
-                return Outcome::OutputTooLarge { bytes: output.len() as u64, limit_bytes: limits.output_bytes };
+                return Outcome::OutputTooLarge {
+                    bytes: output.len() as u64,
+                    limit_bytes: limits.output_bytes,
+                };
             }
             match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
                 Ok(_) => Outcome::Succeeded { output },
-                Err(e) => Outcome::PluginError { message: format!("the result is not JSON: {e}"), retryable: false },
+                Err(e) => {
+                    Outcome::PluginError { message: format!("the result is not JSON: {e}"), retryable: false }
+                }
             }
         }
         Ok(Err(world::TaskError::InvalidInput(message))) => Outcome::InvalidInput { message },
@@ -463,7 +493,9 @@ fn classify(
             }
             match error.downcast_ref::<Trap>() {
                 Some(Trap::OutOfFuel) => Outcome::OutOfFuel { fuel: limits.fuel },
-                _ if state.limiter.memory_refused => Outcome::MemoryLimit { limit_bytes: limits.memory_bytes },
+                _ if state.limiter.memory_refused => {
+                    Outcome::MemoryLimit { limit_bytes: limits.memory_bytes }
+                }
                 Some(trap) => {
                     let mut message = trap.to_string();
                     if *trap == Trap::StackOverflow {
@@ -471,7 +503,8 @@ fn classify(
                     } else if *trap == Trap::MemoryOutOfBounds {
                         // Rust and C keep their own stack in linear memory: deep recursion runs
                         // off its bottom before it exhausts the wasm call stack.
-                        message.push_str(" (in Rust or C plugins, often a stack overflow from deep recursion)");
+                        message
+                            .push_str(" (in Rust or C plugins, often a stack overflow from deep recursion)");
                     }
                     if let Some(log) = &state.last_error_log {
                         message.push_str(&format!("; last error logged: {log}"));

@@ -68,7 +68,12 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if !allowed {
             self.memory_refused = true;
@@ -76,7 +81,12 @@ impl ResourceLimiter for Limiter {
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.inner.table_growing(current, desired, maximum)
     }
 
@@ -189,7 +199,8 @@ impl TaskState {
         let size = message.len() as u64;
         if self.log_bytes + size > self.limits.log_bytes {
             self.log_truncated = true;
-            let note = format!("log volume limit of {} bytes reached; further lines dropped", self.limits.log_bytes);
+            let note =
+                format!("log volume limit of {} bytes reached; further lines dropped", self.limits.log_bytes);
             self.report(Report::Log { level: "warn", message: note }).await;
             return;
         }
@@ -262,7 +273,10 @@ impl host::Host for TaskState {
         }
         if self.events_emitted >= self.limits.events_total {
             return Err(self.stop_with(Outcome::EventLimit {
-                message: format!("the plugin emitted more than its limit of {} events", self.limits.events_total),
+                message: format!(
+                    "the plugin emitted more than its limit of {} events",
+                    self.limits.events_total
+                ),
             }));
         }
         if !self.events_rate.take() {

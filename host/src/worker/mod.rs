@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventHub, NewEvent, kind};
 use crate::plugin::PluginRegistry;
 use crate::queue::{Broker, ErrorInfo, Finish, Lease, LeaseState, now_ms};
-use crate::sandbox::{Outcome, Report, Sandbox, TaskIdentity};
+use crate::sandbox::{Outcome, Report, Sandbox, TaskIdentity, TaskRun};
 
 /// Tunable timings of the worker, declared once.
 #[derive(Debug, Clone)]
@@ -137,10 +137,7 @@ impl Worker {
         }
         shutdown.cancelled().await;
         tracing::info!(grace_secs = grace.as_secs_f64(), running = self.running.ids().len(), "draining");
-        let drained = tokio::time::timeout(grace, async {
-            while slots.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = tokio::time::timeout(grace, async { while slots.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!("grace period over: stopping the remaining tasks and releasing their leases");
             hard_stop.cancel();
@@ -218,10 +215,21 @@ impl Worker {
             })
         };
 
-        let identity =
-            TaskIdentity { id: task.id.clone(), name: task.task_name.clone(), tenant: task.tenant.clone(), attempt: lease.attempt };
-        let report =
-            self.sandbox.run(&plugin.prepared, &identity, &task.input, limits, &plugin.capabilities, reports_tx, cancel.clone()).await;
+        let identity = TaskIdentity {
+            id: task.id.clone(),
+            name: task.task_name.clone(),
+            tenant: task.tenant.clone(),
+            attempt: lease.attempt,
+        };
+        let report = self
+            .sandbox
+            .run(
+                &plugin.prepared,
+                TaskRun { task: &identity, input: &task.input, limits, capabilities: &plugin.capabilities },
+                reports_tx,
+                cancel.clone(),
+            )
+            .await;
 
         renewer.abort();
         stop_for_drain.abort();
@@ -273,7 +281,12 @@ impl Worker {
 }
 
 /// Turns a run's outcome into what the broker stores and the terminal (or retry) event.
-fn decide(lease: &Lease, retry: &crate::plugin::RetryPolicy, outcome: Outcome, mut summary: Value) -> (Finish, NewEvent) {
+fn decide(
+    lease: &Lease,
+    retry: &crate::plugin::RetryPolicy,
+    outcome: Outcome,
+    mut summary: Value,
+) -> (Finish, NewEvent) {
     let error = ErrorInfo { kind: outcome.kind().to_owned(), message: outcome.message() };
     match outcome {
         Outcome::Succeeded { output } => {
@@ -385,7 +398,9 @@ async fn write_reports(
             }
         }
         let progress_due = last_progress_write.is_none_or(|t| t.elapsed() >= progress_interval);
-        if let Some((percent, message)) = pending_progress.as_ref().filter(|_| progress_due || closed).cloned() {
+        if let Some((percent, message)) =
+            pending_progress.as_ref().filter(|_| progress_due || closed).cloned()
+        {
             pending_progress = None;
             last_progress_write = Some(Instant::now());
             batch.push(NewEvent::new(kind::PROGRESS_UPDATE, json!({"percent": percent, "message": message})));

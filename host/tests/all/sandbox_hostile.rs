@@ -19,7 +19,13 @@ fn kind(o: &Outcome) -> &'static str {
 async fn an_endless_loop_is_stopped_by_fuel_and_the_next_task_succeeds() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    let ran = run(&sb, &hostile, json!({"mode": "endless_loop"}), LimitsRequest { fuel: Some(200_000_000), ..Default::default() }).await;
+    let ran = run(
+        &sb,
+        &hostile,
+        json!({"mode": "endless_loop"}),
+        LimitsRequest { fuel: Some(200_000_000), ..Default::default() },
+    )
+    .await;
     assert_eq!(ran.report.outcome, Outcome::OutOfFuel { fuel: 200_000_000 });
     assert!(ran.report.fuel_used >= 200_000_000);
     let hello = load(&sb, HELLO).await;
@@ -32,7 +38,13 @@ async fn an_endless_loop_with_huge_fuel_is_stopped_by_the_deadline() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
     let started = Instant::now();
-    let ran = run(&sb, &hostile, json!({"mode": "endless_loop"}), LimitsRequest { timeout_ms: Some(300), ..Default::default() }).await;
+    let ran = run(
+        &sb,
+        &hostile,
+        json!({"mode": "endless_loop"}),
+        LimitsRequest { timeout_ms: Some(300), ..Default::default() },
+    )
+    .await;
     assert_eq!(ran.report.outcome, Outcome::DeadlineExceeded { timeout_ms: 300 });
     // Generous bound: the deadline is 300 ms; the guest yields about every millisecond.
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
@@ -42,7 +54,13 @@ async fn an_endless_loop_with_huge_fuel_is_stopped_by_the_deadline() {
 async fn unbounded_allocation_hits_the_memory_limit() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    let ran = run(&sb, &hostile, json!({"mode": "unbounded_alloc"}), LimitsRequest { memory_mb: Some(32), ..Default::default() }).await;
+    let ran = run(
+        &sb,
+        &hostile,
+        json!({"mode": "unbounded_alloc"}),
+        LimitsRequest { memory_mb: Some(32), ..Default::default() },
+    )
+    .await;
     assert_eq!(ran.report.outcome, Outcome::MemoryLimit { limit_bytes: 32 << 20 });
 }
 
@@ -58,16 +76,19 @@ async fn unbounded_recursion_traps_with_a_stack_overflow() {
     // The next task on the same sandbox runs normally.
     let ok = run(&sb, &hostile, json!({"mode": "echo", "value": 1}), LimitsRequest::default()).await;
     assert!(matches!(ok.report.outcome, Outcome::Succeeded { .. }), "{:?}", ok.report.outcome);
-    match () {
-        () => {}
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_traps_and_the_outcome_quotes_the_panic_message() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    let ran = run(&sb, &hostile, json!({"mode": "panic", "message": "the reactor melted"}), LimitsRequest::default()).await;
+    let ran = run(
+        &sb,
+        &hostile,
+        json!({"mode": "panic", "message": "the reactor melted"}),
+        LimitsRequest::default(),
+    )
+    .await;
     match &ran.report.outcome {
         Outcome::Trapped { message } => assert!(message.contains("the reactor melted"), "{message}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -92,7 +113,9 @@ async fn a_100_mb_output_is_refused_as_too_large() {
 async fn a_flood_of_a_million_events_hits_the_event_limit() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    let ran = run(&sb, &hostile, json!({"mode": "event_flood", "count": 1_000_000}), LimitsRequest::default()).await;
+    let ran =
+        run(&sb, &hostile, json!({"mode": "event_flood", "count": 1_000_000}), LimitsRequest::default())
+            .await;
     assert_eq!(kind(&ran.report.outcome), "event_limit", "{:?}", ran.report.outcome);
     let events = ran.reports.iter().filter(|r| matches!(r, Report::Event { .. })).count() as u64;
     assert!(events <= hostile.limits.events_total, "{events} events got through");
@@ -103,7 +126,13 @@ async fn a_flood_of_a_million_events_hits_the_event_limit() {
 async fn a_log_flood_is_truncated_not_fatal() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    let ran = run(&sb, &hostile, json!({"mode": "log_flood", "lines": 10_000, "bytes": 1000}), LimitsRequest::default()).await;
+    let ran = run(
+        &sb,
+        &hostile,
+        json!({"mode": "log_flood", "lines": 10_000, "bytes": 1000}),
+        LimitsRequest::default(),
+    )
+    .await;
     assert!(matches!(ran.report.outcome, Outcome::Succeeded { .. }), "{:?}", ran.report.outcome);
     let logged: usize = ran
         .reports
@@ -114,20 +143,37 @@ async fn a_log_flood_is_truncated_not_fatal() {
         })
         .sum();
     assert!(logged as u64 <= hostile.limits.log_bytes + 1_000, "{logged} bytes of logs kept");
-    assert!(ran.reports.iter().any(|r| matches!(r, Report::Log { message, .. } if message.contains("log volume limit"))));
+    assert!(
+        ran.reports
+            .iter()
+            .any(|r| matches!(r, Report::Log { message, .. } if message.contains("log volume limit")))
+    );
 }
 
 async fn read_file(path: &str) -> Outcome {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    run(&sb, &hostile, json!({"mode": "read_file", "path": path}), LimitsRequest::default()).await.report.outcome
+    run(&sb, &hostile, json!({"mode": "read_file", "path": path}), LimitsRequest::default())
+        .await
+        .report
+        .outcome
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_files_are_out_of_reach() {
-    for path in ["/etc/passwd", "../Cargo.toml", "../../../../../../etc/passwd", "/data/../../../../etc/passwd", "/scratch/../../etc/hostname", "Cargo.toml", "/proc/self/environ"] {
+    for path in [
+        "/etc/passwd",
+        "../Cargo.toml",
+        "../../../../../../etc/passwd",
+        "/data/../../../../etc/passwd",
+        "/scratch/../../etc/hostname",
+        "Cargo.toml",
+        "/proc/self/environ",
+    ] {
         match read_file(path).await {
-            Outcome::PluginError { message, .. } => assert!(message.starts_with(&format!("open {path}:")), "{message}"),
+            Outcome::PluginError { message, .. } => {
+                assert!(message.starts_with(&format!("open {path}:")), "{message}")
+            }
             other => panic!("reading {path} gave {other:?}"),
         }
     }
@@ -136,12 +182,16 @@ async fn host_files_are_out_of_reach() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_folder_is_readable_but_not_writable() {
     match read_file("/data/reference.txt").await {
-        Outcome::Succeeded { output } => assert!(output.contains("reference data shipped with the plugin"), "{output}"),
+        Outcome::Succeeded { output } => {
+            assert!(output.contains("reference data shipped with the plugin"), "{output}")
+        }
         other => panic!("{other:?}"),
     }
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    let ran = run(&sb, &hostile, json!({"mode": "write_file", "path": "/data/evil.txt"}), LimitsRequest::default()).await;
+    let ran =
+        run(&sb, &hostile, json!({"mode": "write_file", "path": "/data/evil.txt"}), LimitsRequest::default())
+            .await;
     assert_eq!(kind(&ran.report.outcome), "plugin_error", "{:?}", ran.report.outcome);
     assert!(!crate::support::plugin_dir(HOSTILE).join("data/evil.txt").exists());
 }
@@ -150,13 +200,20 @@ async fn the_data_folder_is_readable_but_not_writable() {
 async fn the_scratch_folder_is_writable_private_and_removed_afterwards() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
-    let ran = run(&sb, &hostile, json!({"mode": "write_file", "path": "/scratch/notes.txt"}), LimitsRequest::default()).await;
+    let ran = run(
+        &sb,
+        &hostile,
+        json!({"mode": "write_file", "path": "/scratch/notes.txt"}),
+        LimitsRequest::default(),
+    )
+    .await;
     match &ran.report.outcome {
         Outcome::Succeeded { output } => assert!(output.contains("written by a plugin")),
         other => panic!("{other:?}"),
     }
     // The next task sees an empty scratch folder, and the host's scratch root holds nothing.
-    let listed = run(&sb, &hostile, json!({"mode": "list_dir", "path": "/scratch"}), LimitsRequest::default()).await;
+    let listed =
+        run(&sb, &hostile, json!({"mode": "list_dir", "path": "/scratch"}), LimitsRequest::default()).await;
     match &listed.report.outcome {
         Outcome::Succeeded { output } => assert!(output.contains("\"entries\":[]"), "{output}"),
         other => panic!("{other:?}"),
@@ -197,7 +254,13 @@ async fn a_long_sleep_inside_a_wasi_call_is_stopped_by_the_deadline() {
     let sb = sandbox(2);
     let hostile = load(&sb, HOSTILE).await;
     let started = Instant::now();
-    let ran = run(&sb, &hostile, json!({"mode": "sleep", "ms": 600_000}), LimitsRequest { timeout_ms: Some(200), ..Default::default() }).await;
+    let ran = run(
+        &sb,
+        &hostile,
+        json!({"mode": "sleep", "ms": 600_000}),
+        LimitsRequest { timeout_ms: Some(200), ..Default::default() },
+    )
+    .await;
     assert_eq!(ran.report.outcome, Outcome::DeadlineExceeded { timeout_ms: 200 });
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -247,10 +310,14 @@ async fn a_hostile_task_does_not_stall_a_well_behaved_one_on_another_slot() {
     let sb = std::sync::Arc::new(sandbox(2));
     let hostile = load(&sb, HOSTILE).await;
     let hello = load(&sb, HELLO).await;
-    let loop_limits = hostile.limits.narrowed_by(&LimitsRequest { timeout_ms: Some(5_000), ..Default::default() });
+    let loop_limits =
+        hostile.limits.narrowed_by(&LimitsRequest { timeout_ms: Some(5_000), ..Default::default() });
     let looping = {
         let (sb, hostile) = (sb.clone(), hostile.clone());
-        tokio::spawn(async move { run_with(&sb, &hostile, json!({"mode": "endless_loop"}), loop_limits, CancellationToken::new()).await })
+        tokio::spawn(async move {
+            run_with(&sb, &hostile, json!({"mode": "endless_loop"}), loop_limits, CancellationToken::new())
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
@@ -268,7 +335,17 @@ async fn the_soft_deadline_turns_cancelled_true_before_the_hard_stop() {
     let hello = load(&sb, HELLO).await;
     // hello spins for 60 s but checks cancelled(); with a 1 s budget it sees the soft deadline at
     // 900 ms and returns `cancelled` itself, which is reported as deadline_exceeded.
-    let ran = run(&sb, &hello, json!({"name": "x", "spin_ms": 60_000}), LimitsRequest { timeout_ms: Some(1_000), ..Default::default() }).await;
+    let ran = run(
+        &sb,
+        &hello,
+        json!({"name": "x", "spin_ms": 60_000}),
+        LimitsRequest { timeout_ms: Some(1_000), ..Default::default() },
+    )
+    .await;
     assert_eq!(ran.report.outcome, Outcome::DeadlineExceeded { timeout_ms: 1_000 });
-    assert!(ran.report.elapsed < Duration::from_millis(1_000), "stopped by the hard deadline, not cooperatively: {:?}", ran.report.elapsed);
+    assert!(
+        ran.report.elapsed < Duration::from_millis(1_000),
+        "stopped by the hard deadline, not cooperatively: {:?}",
+        ran.report.elapsed
+    );
 }

@@ -20,14 +20,29 @@ async fn hello_greets_reports_progress_and_fails_on_request() {
         }
         other => panic!("{other:?}"),
     }
-    let progress: Vec<f32> = ran.reports.iter().filter_map(|r| match r { Report::Progress { percent, .. } => Some(*percent), _ => None }).collect();
+    let progress: Vec<f32> = ran
+        .reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Progress { percent, .. } => Some(*percent),
+            _ => None,
+        })
+        .collect();
     assert!(progress.len() >= 5, "{progress:?}");
     assert!(progress.windows(2).all(|w| w[0] <= w[1]));
     assert_eq!(progress.last(), Some(&100.0));
-    assert!(ran.reports.iter().any(|r| matches!(r, Report::Log { level: "info", message } if message == "greeting Ada")));
+    assert!(
+        ran.reports
+            .iter()
+            .any(|r| matches!(r, Report::Log { level: "info", message } if message == "greeting Ada"))
+    );
 
-    let failed = run(&sb, &hello, json!({"name": "Ada", "fail": "no reagent"}), LimitsRequest::default()).await;
-    assert_eq!(failed.report.outcome, Outcome::PluginError { message: "no reagent".into(), retryable: false });
+    let failed =
+        run(&sb, &hello, json!({"name": "Ada", "fail": "no reagent"}), LimitsRequest::default()).await;
+    assert_eq!(
+        failed.report.outcome,
+        Outcome::PluginError { message: "no reagent".into(), retryable: false }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +51,9 @@ async fn input_that_does_not_deserialize_is_invalid_input_with_serdes_message() 
     let hello = load(&sb, "examples/hello").await;
     let ran = run(&sb, &hello, json!({"name": 42}), LimitsRequest::default()).await;
     match &ran.report.outcome {
-        Outcome::InvalidInput { message } => assert!(message.contains("name") && message.contains("invalid type"), "{message}"),
+        Outcome::InvalidInput { message } => {
+            assert!(message.contains("name") && message.contains("invalid type"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     let ran = run(&sb, &hello, json!({}), LimitsRequest::default()).await;
@@ -72,7 +89,12 @@ async fn broken_plugins_are_reported_and_skipped_while_the_others_load() {
     assert!(registry.get("hostile").is_some());
     assert!(registry.get("kernels").is_some());
     let problem = |needle: &str| {
-        registry.problems().iter().find(|p| p.dir.ends_with(needle)).map(|p| p.error.clone()).unwrap_or_else(|| panic!("no problem reported for {needle}: {:?}", registry.problems()))
+        registry
+            .problems()
+            .iter()
+            .find(|p| p.dir.ends_with(needle))
+            .map(|p| p.error.clone())
+            .unwrap_or_else(|| panic!("no problem reported for {needle}: {:?}", registry.problems()))
     };
     let broken = problem("broken-manifest");
     assert!(broken.contains("tasks"), "{broken}");
@@ -84,8 +106,12 @@ async fn broken_plugins_are_reported_and_skipped_while_the_others_load() {
 #[tokio::test]
 async fn a_missing_plugins_folder_is_a_clear_error() {
     let sb = sandbox(1);
-    let err = PluginRegistry::load(&sb, &[repo_root().join("no-such-folder")], &cache_dir()).await.err().unwrap();
-    assert!(err.to_string().contains("no-such-folder") && err.to_string().contains("does not exist"), "{err}");
+    let err =
+        PluginRegistry::load(&sb, &[repo_root().join("no-such-folder")], &cache_dir()).await.err().unwrap();
+    assert!(
+        err.to_string().contains("no-such-folder") && err.to_string().contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +120,8 @@ async fn a_manifest_without_its_component_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("ghost");
     std::fs::create_dir(&plugin).unwrap();
-    std::fs::write(plugin.join("plugin.toml"), "name = \"ghost\"\nversion = \"1\"\ntasks = [\"ghost\"]\n").unwrap();
+    std::fs::write(plugin.join("plugin.toml"), "name = \"ghost\"\nversion = \"1\"\ntasks = [\"ghost\"]\n")
+        .unwrap();
     let registry = PluginRegistry::load(&sb, &[dir.path().to_path_buf()], &cache_dir()).await.unwrap();
     assert!(registry.is_empty());
     assert!(registry.problems()[0].error.contains("ghost.wasm is missing"), "{:?}", registry.problems());

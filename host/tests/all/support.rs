@@ -2,11 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use taskhost::plugin::{LoadedPlugin, PluginRegistry};
 use taskhost::sandbox::{
-    Capabilities, LimitsRequest, Report, RunReport, Sandbox, SandboxConfig, TaskIdentity, TaskLimits,
+    Capabilities, LimitsRequest, Report, RunReport, Sandbox, SandboxConfig, TaskIdentity, TaskLimits, TaskRun,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +55,12 @@ pub struct Ran {
 }
 
 /// Runs one task of `plugin` with `input`, narrowing its limits by `request`.
-pub async fn run(sandbox: &Sandbox, plugin: &LoadedPlugin, input: serde_json::Value, request: LimitsRequest) -> Ran {
+pub async fn run(
+    sandbox: &Sandbox,
+    plugin: &LoadedPlugin,
+    input: serde_json::Value,
+    request: LimitsRequest,
+) -> Ran {
     run_with(sandbox, plugin, input, plugin.limits.narrowed_by(&request), CancellationToken::new()).await
 }
 
@@ -76,21 +80,21 @@ pub async fn run_with(
         }
         all
     });
-    let task = TaskIdentity { id: "t-1".into(), name: plugin.manifest.tasks[0].clone(), tenant: "default".into(), attempt: 1 };
+    let task = TaskIdentity {
+        id: "t-1".into(),
+        name: plugin.manifest.tasks[0].clone(),
+        tenant: "default".into(),
+        attempt: 1,
+    };
     let caps: Capabilities = plugin.capabilities.clone();
-    let report = sandbox.run(&plugin.prepared, &task, &input.to_string(), limits, &caps, tx, cancel).await;
+    let report = sandbox
+        .run(
+            &plugin.prepared,
+            TaskRun { task: &task, input: &input.to_string(), limits, capabilities: &caps },
+            tx,
+            cancel,
+        )
+        .await;
     let reports = collector.await.unwrap();
     Ran { report, reports }
-}
-
-/// Polls `check` until it returns true or `deadline` passes.
-pub async fn wait_until<F: FnMut() -> bool>(deadline: Duration, mut check: F) -> bool {
-    let until = Instant::now() + deadline;
-    while Instant::now() < until {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    check()
 }
