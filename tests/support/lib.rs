@@ -33,8 +33,8 @@ pub fn host_binary() -> PathBuf {
     host
 }
 
-/// Plugin folders the tests serve: the example and the test fixtures (which include a broken
-/// manifest and a mismatched component, reported and skipped at start).
+/// Plugin folders the tests serve: the shipped plugins, the example and the test fixtures (which
+/// include a broken manifest and a mismatched component, reported and skipped at start).
 pub fn plugin_dirs() -> Vec<PathBuf> {
     let root = repo_root();
     for built in ["examples/hello/hello.wasm", "tests/fixtures/hostile/hostile.wasm"] {
@@ -43,7 +43,7 @@ pub fn plugin_dirs() -> Vec<PathBuf> {
             "{built} is missing: run `cargo xtask plugins` first (the README's test command does)"
         );
     }
-    vec![root.join("examples"), root.join("tests/fixtures")]
+    vec![root.join("plugins"), root.join("examples"), root.join("tests/fixtures")]
 }
 
 /// A running `host run` process.

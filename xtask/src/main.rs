@@ -22,7 +22,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  plugins   build every plugin under plugins/, examples/ and tests/fixtures/ for {WASM_TARGET}\n  \
-                 ci        install what is missing, build plugins, check fmt and clippy, run every test"
+                 ci        install what is missing (wasm target, Debian packages, Python and npm oracles),\n            build plugins, check fmt and clippy, run every test"
             );
             std::process::exit(2)
         }
@@ -125,11 +125,117 @@ fn build_plugins(root: &Path) -> Result<()> {
 }
 
 fn ci(root: &Path) -> Result<()> {
+    install_system_packages(root)?;
+    let python = oracle_venv(root)?;
+    install_npm_oracles(root)?;
     build_plugins(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(&cargo).current_dir(root).args(["fmt", "--all", "--check"]))?;
-    run(Command::new(&cargo).current_dir(root).args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
-    run(Command::new(&cargo).current_dir(root).args(["test", "--no-fail-fast"]))?;
+    run(Command::new(&cargo).current_dir(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new(&cargo)
+        .current_dir(root)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("TASKHOST_PYTHON", &python))?;
+    Ok(())
+}
+
+/// Every `oracle/<file>` of the plugins (the tools their oracle tests compare against), plus the
+/// repository's own `.ci/<file>`.
+fn oracle_files(root: &Path, file: &str) -> Vec<PathBuf> {
+    let mut files = vec![root.join(".ci").join(file)];
+    if let Ok(entries) = std::fs::read_dir(root.join("plugins")) {
+        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join("oracle").join(file)).collect();
+        dirs.sort();
+        files.extend(dirs);
+    }
+    files.into_iter().filter(|f| f.is_file()).collect()
+}
+
+fn list_lines(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()).filter(|l| !l.is_empty()).collect())
+}
+
+/// Installs the Debian packages named in `apt.txt` files that are not installed yet.
+fn install_system_packages(root: &Path) -> Result<()> {
+    let mut wanted = Vec::new();
+    for file in oracle_files(root, "apt.txt") {
+        wanted.extend(list_lines(&file)?);
+    }
+    wanted.sort();
+    wanted.dedup();
+    let missing: Vec<String> = wanted
+        .into_iter()
+        .filter(|pkg| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", pkg])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    let sudo = if std::env::var("USER").as_deref() == Ok("root") || is_root() { vec![] } else { vec!["sudo".to_string()] };
+    let mut update = Command::new(sudo.first().map(String::as_str).unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        update.arg("apt-get");
+    }
+    update.args(["update", "-qq"]);
+    run(&mut update)?;
+    let mut install = Command::new(sudo.first().map(String::as_str).unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        install.arg("apt-get");
+    }
+    install.args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut install)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// A Python virtual environment with every `requirements.txt` of the oracles, created once in
+/// `target/oracle-venv` and updated when the requirements change. Returns its interpreter.
+fn oracle_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target").join("oracle-venv");
+    let python = venv.join("bin").join("python");
+    let requirements = oracle_files(root, "requirements.txt");
+    let mut wanted = String::new();
+    for file in &requirements {
+        wanted.push_str(&std::fs::read_to_string(file)?);
+        wanted.push('\n');
+    }
+    let stamp = venv.join("taskhost-requirements.txt");
+    if python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+    if !python.is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    if !requirements.is_empty() {
+        let mut pip = Command::new(&python);
+        pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
+        for file in &requirements {
+            pip.arg("-r").arg(file);
+        }
+        run(&mut pip)?;
+    }
+    std::fs::write(&stamp, wanted)?;
+    Ok(python)
+}
+
+/// `npm install` in every `plugins/*/oracle` folder that has a `package.json`.
+fn install_npm_oracles(root: &Path) -> Result<()> {
+    for package in oracle_files(root, "package.json") {
+        let dir = package.parent().expect("a file has a folder");
+        if dir.join("node_modules").is_dir() {
+            continue;
+        }
+        run(Command::new("npm").current_dir(dir).args(["install", "--no-audit", "--no-fund", "--silent"]))?;
+    }
     Ok(())
 }
 
