@@ -5,3 +5,4 @@ mod cli;
 mod lifecycle;
 mod restart;
 mod streaming;
+mod tenants;

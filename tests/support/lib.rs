@@ -171,6 +171,28 @@ impl Host {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Like [`Host::call`] with a bearer token; also returns the `Retry-After` header.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, Option<String>) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (status, response.json().await.unwrap_or(Value::Null), retry_after)
+    }
+
     /// POST with a raw body.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         let response = self

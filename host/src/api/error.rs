@@ -16,6 +16,20 @@ pub enum ApiError {
     /// 400 `invalid_request`: a field has an unacceptable value.
     #[error("{0}")]
     InvalidRequest(String),
+    /// 401 `unauthorized`: no token, or a token nobody holds.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`: the tenant may not use this plugin or queue.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 429 `rate_limited`: over the tenant's submit rate; retry after the given seconds.
+    #[error("{message}")]
+    RateLimited {
+        /// What happened.
+        message: String,
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// 404 `unknown_plugin`.
     #[error("{0}")]
     UnknownPlugin(String),
@@ -39,6 +53,9 @@ impl ApiError {
         match self {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::UnknownPlugin(_) => "unknown_plugin",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
@@ -50,6 +67,9 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidJson(_) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnknownPlugin(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,8 +82,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": {"kind": self.kind(), "message": self.to_string()}}));
         let mut response = (self.status(), body).into_response();
-        if matches!(self, ApiError::Unavailable(_)) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match &self {
+            ApiError::Unavailable(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after_secs, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Unauthorized(_) => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }

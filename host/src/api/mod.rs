@@ -5,6 +5,7 @@
 //! in plain text. This room never touches wasmtime: it reads plugin metadata from the registry and
 //! talks to the broker, the event hub and the worker's cancel registry.
 
+mod auth;
 mod error;
 mod tasks;
 mod ws;
@@ -16,11 +17,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde_json::json;
 
+pub use auth::Caller;
 pub use error::ApiError;
 
 use crate::events::EventHub;
 use crate::plugin::PluginRegistry;
 use crate::queue::Broker;
+use crate::tenant::Tenants;
 use crate::worker::RunningTasks;
 
 /// Largest accepted task input, in bytes of JSON.
@@ -39,6 +42,8 @@ pub struct AppState {
     pub running: Arc<RunningTasks>,
     /// Largest accepted input.
     pub max_input_bytes: usize,
+    /// Tenants, tokens and quotas.
+    pub tenants: Arc<Tenants>,
 }
 
 /// The whole HTTP surface.

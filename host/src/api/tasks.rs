@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Caller;
 use super::{ApiError, AppState};
 use crate::events::{NewEvent, kind};
 use crate::plugin::manifest::valid_name;
@@ -16,12 +17,6 @@ use crate::queue::{
     CancelResult, ErrorInfo, Millis, NewTask, Priority, TaskFilter, TaskRecord, TaskStatus, now_ms,
 };
 use crate::sandbox::LimitsRequest;
-use crate::tenant::Tenant;
-
-/// The caller. Until tenants and tokens exist, everyone is the default tenant.
-fn caller() -> Tenant {
-    Tenant::default_tenant()
-}
 
 /// `POST /api/v1/tasks` body.
 #[derive(Debug, Deserialize)]
@@ -140,9 +135,13 @@ fn valid_task_id(id: &str) -> bool {
 /// `POST /api/v1/tasks`.
 pub async fn submit(
     State(state): State<AppState>,
+    Caller(tenant): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = caller();
+    state.tenants.take_submit(&tenant).map_err(|wait| ApiError::RateLimited {
+        message: format!("tenant {} is over its submit rate; retry in {wait:.2} s", tenant.name),
+        retry_after_secs: wait.ceil().max(1.0) as u64,
+    })?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!(
@@ -172,6 +171,7 @@ pub async fn submit(
             "queue {queue:?}: use 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'"
         )));
     }
+    state.tenants.check_allowed(&tenant, &plugin.manifest.name, &queue).map_err(ApiError::Forbidden)?;
     let id = match request.id {
         Some(id) if valid_task_id(&id) => id,
         Some(id) => {
@@ -193,7 +193,7 @@ pub async fn submit(
     if max_retries > 100 {
         return Err(ApiError::InvalidRequest("max_retries: at most 100".into()));
     }
-    let limits = request.limits.unwrap_or_default();
+    let limits = state.tenants.narrow_limits(&tenant, request.limits.unwrap_or_default());
     if limits.fuel == Some(0) || limits.timeout_ms == Some(0) || limits.memory_mb == Some(0) {
         return Err(ApiError::InvalidRequest(
             "limits: fuel, timeout_ms and memory_mb must be positive".into(),
@@ -225,9 +225,9 @@ pub async fn submit(
 /// `GET /api/v1/tasks/{id}`.
 pub async fn get_task(
     State(state): State<AppState>,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let tenant = caller();
     let task = state
         .broker
         .get(tenant.scope(), &id)
@@ -247,9 +247,9 @@ pub struct ListQuery {
 /// `GET /api/v1/tasks?status=&plugin=&limit=`.
 pub async fn list(
     State(state): State<AppState>,
+    Caller(tenant): Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = caller();
     let status = match q.status.as_deref() {
         Some(s) => Some(
             TaskStatus::parse(s)
@@ -269,8 +269,11 @@ pub async fn list(
 }
 
 /// `POST /api/v1/tasks/{id}/cancel`.
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let tenant = caller();
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let event = NewEvent::new(
         kind::RUN_CANCELLED,
         json!({"status": "cancelled", "error": {"kind": "cancelled", "message": "cancelled before it started"}}),
@@ -302,9 +305,9 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
 /// `POST /api/v1/tasks/{id}/retry`: requeue a dead task.
 pub async fn retry(
     State(state): State<AppState>,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = caller();
     let task = state.broker.retry_dead(tenant.scope(), &id).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": task.id, "status": task.status}))))
 }
@@ -319,10 +322,10 @@ pub struct EventsQuery {
 /// `GET /api/v1/tasks/{id}/events?since=SEQ&limit=N`.
 pub async fn events(
     State(state): State<AppState>,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = caller();
     state
         .broker
         .get(tenant.scope(), &id)
@@ -336,7 +339,7 @@ pub async fn events(
 }
 
 /// `GET /api/v1/plugins`.
-pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
+pub async fn plugins(State(state): State<AppState>, Caller(_tenant): Caller) -> Json<Value> {
     let plugins: Vec<Value> = state
         .plugins
         .iter()
@@ -365,8 +368,7 @@ pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/v1/queues`.
-pub async fn queues(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let tenant = caller();
+pub async fn queues(State(state): State<AppState>, Caller(tenant): Caller) -> Result<Json<Value>, ApiError> {
     let stats = state.broker.queue_stats(tenant.scope()).await?;
     Ok(Json(json!({"queues": stats, "running_here": state.running.ids().len()})))
 }

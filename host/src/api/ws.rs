@@ -13,10 +13,10 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Caller;
 use super::tasks::rfc3339;
 use super::{ApiError, AppState};
 use crate::events::Event;
-use crate::tenant::Tenant;
 
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 
@@ -41,11 +41,11 @@ pub struct StreamQuery {
 /// Upgrades after checking the task exists for the caller (404 otherwise, before any upgrade).
 pub async fn task_stream(
     State(state): State<AppState>,
+    Caller(tenant): Caller,
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let tenant = Tenant::default_tenant();
     state
         .broker
         .get(tenant.scope(), &id)

@@ -31,6 +31,8 @@ enum Command {
     Queues(client::ServerArgs),
     /// List the plugins a host serves, with their limits.
     Plugins(client::ServerArgs),
+    /// Print a new random API token and the SHA-256 to put in a tenants file.
+    Token,
 }
 
 /// Parses arguments and runs the command; returns the process exit code.
@@ -51,6 +53,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Cancel(args) => client::cancel(args).await,
             Command::Queues(args) => client::queues(args).await,
             Command::Plugins(args) => client::plugins(args).await,
+            Command::Token => token(),
         }
     });
     match result {
@@ -60,6 +63,14 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn token() -> anyhow::Result<std::process::ExitCode> {
+    let (token, hash) = crate::tenant::new_token()?;
+    println!("token:        {token}");
+    println!("token_sha256: {hash}");
+    eprintln!("Give the token to the tenant; put only token_sha256 in the tenants file.");
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// The default data folder.

@@ -16,6 +16,7 @@ use crate::plugin::PluginRegistry;
 use crate::queue::Broker;
 use crate::queue::embedded::EmbeddedBroker;
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::tenant::Tenants;
 use crate::worker::{Worker, WorkerSettings};
 
 /// Arguments of `host run`.
@@ -43,7 +44,8 @@ pub struct RunArgs {
     /// handed back to the queue.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     grace: f64,
-    /// Tenants file (TOML). Not available yet: one default tenant is served.
+    /// Tenants file (TOML): tenants with token hashes, quotas and weights, and an admin. Without
+    /// it, one default tenant is served without tokens, on loopback only.
     #[arg(long, value_name = "FILE")]
     tenants: Option<PathBuf>,
     /// Also consume Celery messages. Not available yet.
@@ -68,13 +70,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "--redis {url}: the Redis backend is not part of this build yet; omit --redis (and unset REDIS_URL) to use the embedded broker"
         );
     }
-    if args.tenants.is_some() {
-        bail!("--tenants: tenant files are not supported by this build yet");
-    }
+    let tenants = Arc::new(match &args.tenants {
+        Some(path) => Tenants::load(path)?,
+        None => Tenants::open(),
+    });
     if args.celery {
         bail!("--celery: Celery ingress is not part of this build yet");
     }
-    if !args.listen.ip().is_loopback() {
+    if !args.listen.ip().is_loopback() && !tenants.requires_tokens() {
         bail!(
             "--listen {}: without a tenants file the API has no authentication, so it only listens on loopback (127.0.0.1 or ::1)",
             args.listen
@@ -113,6 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         plugins: plugins.clone(),
         running: worker.running(),
         max_input_bytes: args.max_input_bytes,
+        tenants: tenants.clone(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1,0 +1,157 @@
+//! Tenants and tokens: each tenant sees only its own tasks; quotas hold.
+
+use std::process::Command;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::json;
+use taskhost_e2e::{Host, HostOptions, host_binary};
+
+/// A token and its hash, from `host token`.
+fn new_token() -> (String, String) {
+    let out = Command::new(host_binary()).arg("token").output().expect("host token");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .expect("host token output")
+    };
+    (field("token:"), field("token_sha256:"))
+}
+
+struct Fleet {
+    host: Host,
+    alice: String,
+    bob: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fleet() -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, alice_hash) = new_token();
+    let (bob, bob_hash) = new_token();
+    let (admin, admin_hash) = new_token();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[admin]\ntoken_sha256 = \"{admin_hash}\"\n\n\
+             [tenants.alice]\ntoken_sha256 = \"{alice_hash}\"\nweight = 2\nfuel = 200_000_000\n\n\
+             [tenants.bob]\ntoken_sha256 = \"{bob_hash}\"\nplugins = [\"hello\"]\nsubmit_per_sec = 0.5\nsubmit_burst = 2\n"
+        ),
+    )
+    .unwrap();
+    let mut options = HostOptions::new(&dir.path().join("data"));
+    options.extra = vec!["--tenants".into(), file.display().to_string()];
+    let host = Host::start_with(options).await.unwrap();
+    Fleet { host, alice, bob, admin, _dir: dir }
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_own_tasks_and_tokens_are_required() {
+    let Fleet { host, alice, bob, admin, .. } = fleet().await;
+    let (status, body, _) = host.call_as(None, Method::GET, "/api/v1/tasks", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["kind"], "unauthorized");
+    let (status, _, _) = host.call_as(Some("th_not_a_token"), Method::GET, "/api/v1/tasks", None).await;
+    assert_eq!(status, 401);
+
+    let submit = json!({"plugin": "hello", "input": {"name": "alice", "spin_ms": 200}});
+    let (status, reply, _) = host.call_as(Some(&alice), Method::POST, "/api/v1/tasks", Some(submit)).await;
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["id"].as_str().unwrap().to_owned();
+
+    // Bob cannot see, watch, cancel or list Alice's task: 404, as if it did not exist.
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/tasks/{id}")),
+        (Method::GET, format!("/api/v1/tasks/{id}/events")),
+        (Method::POST, format!("/api/v1/tasks/{id}/cancel")),
+        (Method::POST, format!("/api/v1/tasks/{id}/retry")),
+    ] {
+        let (status, body, _) = host.call_as(Some(&bob), method, &path, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let ws = format!("{}?token={bob}", host.ws(&format!("/ws/tasks/{id}")));
+    let Err(err) = tokio_tungstenite::connect_async(&ws).await else {
+        panic!("bob must not watch alice's task")
+    };
+    assert!(err.to_string().contains("404"), "{err}");
+    let (_, listed, _) = host.call_as(Some(&bob), Method::GET, "/api/v1/tasks", None).await;
+    assert!(listed["tasks"].as_array().unwrap().is_empty(), "{listed}");
+
+    // Alice watches her own task with a token in the query; the admin sees it too.
+    let ws = format!("{}?token={alice}", host.ws(&format!("/ws/tasks/{id}")));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.unwrap().unwrap().unwrap();
+    assert!(
+        first.to_text().unwrap().contains("run_started") || first.to_text().unwrap().contains("\"seq\":1")
+    );
+    let (status, task, _) =
+        host.call_as(Some(&admin), Method::GET, &format!("/api/v1/tasks/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(task["tenant"], "alice");
+}
+
+#[tokio::test]
+async fn quotas_narrow_limits_restrict_plugins_and_rate_limit_submissions() {
+    let Fleet { host, alice, bob, .. } = fleet().await;
+    // Alice's fuel quota (200 M) narrows the plugin's default: an endless loop runs out of fuel.
+    let (status, reply, _) = host
+        .call_as(
+            Some(&alice),
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"plugin": "hostile", "input": {"mode": "endless_loop"}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["id"].as_str().unwrap().to_owned();
+    let task = loop {
+        let (_, task, _) =
+            host.call_as(Some(&alice), Method::GET, &format!("/api/v1/tasks/{id}"), None).await;
+        if task["status"] == "failed" {
+            break task;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(task["error"]["kind"], "out_of_fuel", "{task}");
+    assert!(task["error"]["message"].as_str().unwrap().contains("200000000"), "{task}");
+
+    // Bob may use hello only.
+    let (status, body, _) = host
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"plugin": "hostile", "input": {"mode": "environment"}})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["kind"], "forbidden");
+
+    // Bob's burst is 2 and the refused submission above took one of them: at most one more passes.
+    let mut refused = None;
+    for _ in 0..4 {
+        let (status, body, retry_after) = host
+            .call_as(
+                Some(&bob),
+                Method::POST,
+                "/api/v1/tasks",
+                Some(json!({"plugin": "hello", "input": {"name": "b"}})),
+            )
+            .await;
+        if status == 429 {
+            refused = Some((body, retry_after));
+            break;
+        }
+        assert_eq!(status, 202, "{body}");
+    }
+    let (body, retry_after) = refused.expect("bob's submissions are rate limited");
+    assert_eq!(body["error"]["kind"], "rate_limited");
+    let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&seconds), "{seconds}");
+}
