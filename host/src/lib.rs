@@ -8,7 +8,8 @@
 //! - [`worker`]: leases tasks, runs them in the sandbox, acknowledges, retries, cancels;
 //! - [`events`]: the event model and the in-process fan-out to watchers;
 //! - [`api`]: REST and WebSocket;
-//! - [`tenant`]: tenants and their identity;
+//! - [`tenant`]: tenants, tokens and quotas;
+//! - [`telemetry`]: Prometheus metrics, each name declared once;
 //! - [`cli`]: the `host` command line.
 //!
 //! `api` never touches wasmtime; `sandbox` never touches storage; `worker` joins them.
@@ -19,5 +20,6 @@ pub mod events;
 pub mod plugin;
 pub mod queue;
 pub mod sandbox;
+pub mod telemetry;
 pub mod tenant;
 pub mod worker;

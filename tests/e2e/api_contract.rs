@@ -132,3 +132,22 @@ async fn declared_oversize_post(host: &Host, length: usize) -> (u16, serde_json:
         body.find('{').and_then(|start| body.rfind('}').map(|end| &body[start..=end])).unwrap_or("null");
     (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
 }
+
+#[tokio::test]
+async fn metrics_count_outcomes_and_queue_depths_in_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let ok = host.submit(json!({"plugin": "hello", "input": {"name": "m"}})).await;
+    let bad = host.submit(json!({"plugin": "hello", "input": {"name": 1}})).await;
+    host.wait_finished(&ok, std::time::Duration::from_secs(60)).await;
+    host.wait_finished(&bad, std::time::Duration::from_secs(60)).await;
+    let text = reqwest::get(format!("{}/metrics", host.base)).await.unwrap().text().await.unwrap();
+    let line =
+        |needle: &str| text.lines().find(|l| l.starts_with(needle) && !l.starts_with('#')).map(str::to_owned);
+    let succeeded = line("taskhost_tasks_finished_total{").filter(|_| text.contains("outcome=\"succeeded\""));
+    assert!(succeeded.is_some(), "{text}");
+    assert!(text.contains("outcome=\"invalid_input\""), "{text}");
+    assert!(text.contains("taskhost_task_run_seconds_bucket"), "{text}");
+    assert!(text.contains("taskhost_queue_depth{queue=\"default\",state=\"pending\"} 0"), "{text}");
+    assert!(text.contains("taskhost_fuel_used_total"), "{text}");
+}

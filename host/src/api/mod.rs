@@ -65,5 +65,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/tasks/{id}", get(ws::task_stream))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(tasks::readyz))
+        .route("/metrics", get(tasks::metrics))
         .with_state(state)
 }

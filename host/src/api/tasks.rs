@@ -384,3 +384,19 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
+
+/// `GET /metrics`: Prometheus text. Queue depths are read from the broker now.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match state.broker.queue_stats(None).await {
+        Ok(stats) => {
+            for q in stats {
+                crate::telemetry::queue_depth(&q.queue, q.pending, q.running, q.scheduled, q.dead);
+            }
+        }
+        Err(_) => crate::telemetry::broker_error("queue_stats"),
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::telemetry::handle().render(),
+    )
+}

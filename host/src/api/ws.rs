@@ -55,7 +55,13 @@ pub async fn task_stream(
     Ok(upgrade.on_upgrade(move |socket| stream_task(state, id, since, socket)))
 }
 
-async fn stream_task(state: AppState, id: String, since: u64, mut socket: WebSocket) {
+async fn stream_task(state: AppState, id: String, since: u64, socket: WebSocket) {
+    crate::telemetry::watchers(1.0);
+    stream_task_inner(state, id, since, socket).await;
+    crate::telemetry::watchers(-1.0);
+}
+
+async fn stream_task_inner(state: AppState, id: String, since: u64, mut socket: WebSocket) {
     let mut follower = state.hub.follow(&id, since);
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;

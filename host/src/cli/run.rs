@@ -65,6 +65,7 @@ fn init_tracing() {
 /// Runs the host until SIGTERM or Ctrl-C, then drains.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
+    crate::telemetry::handle();
     if let Some(url) = &args.redis {
         bail!(
             "--redis {url}: the Redis backend is not part of this build yet; omit --redis (and unset REDIS_URL) to use the embedded broker"

@@ -15,6 +15,7 @@
 //! HTTP or how a task is run.
 
 pub mod embedded;
+pub mod redis;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -157,6 +157,7 @@ impl Worker {
                     }
                 }
                 Err(error) => {
+                    crate::telemetry::broker_error("lease");
                     tracing::warn!(%error, "lease failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(self.settings.broker_retry_delay) => {}
@@ -215,6 +216,11 @@ impl Worker {
             })
         };
 
+        let waited_from = task.not_before.unwrap_or(task.created_at).max(task.created_at);
+        crate::telemetry::task_started(
+            &task.plugin,
+            Duration::from_millis(now_ms().saturating_sub(waited_from).max(0) as u64),
+        );
         let identity = TaskIdentity {
             id: task.id.clone(),
             name: task.task_name.clone(),
@@ -233,6 +239,15 @@ impl Worker {
 
         renewer.abort();
         stop_for_drain.abort();
+        crate::telemetry::task_stopped();
+        crate::telemetry::task_finished(
+            &task.plugin,
+            &task.tenant,
+            report.outcome.kind(),
+            report.elapsed,
+            report.instantiate_time,
+            report.fuel_used,
+        );
         self.running.remove(&task.id);
         // The sandbox dropped its sender: the writer stores what is left and ends.
         let _ = writer.await;
@@ -271,6 +286,7 @@ impl Worker {
                     return;
                 }
                 Err(error) => {
+                    crate::telemetry::broker_error("finish");
                     tracing::warn!(task = %lease.task.id, %error, "storing the outcome failed; retrying");
                     tokio::time::sleep(self.settings.broker_retry_delay * 2u32.pow(attempt)).await;
                 }
@@ -408,10 +424,15 @@ async fn write_reports(
                 tracing::warn!(task = %task_id, %error, "storing progress failed");
             }
         }
-        if !batch.is_empty()
-            && let Err(error) = hub.append(&task_id, std::mem::take(&mut batch)).await
-        {
-            tracing::warn!(task = %task_id, %error, "storing events failed; they are lost");
+        if !batch.is_empty() {
+            let count = batch.len();
+            match hub.append(&task_id, std::mem::take(&mut batch)).await {
+                Ok(_) => crate::telemetry::events_stored("plugin", count),
+                Err(error) => {
+                    crate::telemetry::broker_error("append_events");
+                    tracing::warn!(task = %task_id, %error, "storing events failed; they are lost");
+                }
+            }
         }
         if closed {
             return;

@@ -1,0 +1,1779 @@
+//! The Redis broker: tasks, queues and events in Redis (standalone or Cluster), shared by any
+//! number of hosts.
+//!
+//! # Keys
+//! Every key name is built by [`Keys`], and by the Lua preamble generated from the same constants.
+//! Everything about one queue lives under one Redis Cluster hash tag, `<prefix>:{<queue>}:`, so
+//! that every script (each touches many keys of one queue) runs on one node:
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `<prefix>:queues` | set | every queue that ever had a task |
+//! | `<prefix>:id:<id>` | string | the queue of task `<id>`: the idempotency key (`SET NX`) and the way from an id to its keys |
+//! | `…{q}:task:<id>` | hash | the task record, its lease (`lease_owner`, `lease_until`), its stream entry, its event counter |
+//! | `…{q}:events:<id>` | stream | the task's events; entry id `<seq>-0` *is* the sequence id |
+//! | `…{q}:s:<rank>:<tenant>` | stream | waiting tasks of one tenant at one priority (0 high, 1 normal, 2 low), consumer group `workers` |
+//! | `…{q}:tenants` | set | tenants with a stream in this queue |
+//! | `…{q}:delayed` | zset | scheduled tasks and retries, by start time |
+//! | `…{q}:expiry` | zset | waiting tasks with an expiry time, by that time |
+//! | `…{q}:leases` | zset | running tasks, by lease deadline: the lease clock |
+//! | `…{q}:released` | zset | tasks handed back (drained, or whose lease lapsed) whose entry is still pending, by priority then time |
+//! | `…{q}:dead` | zset | dead tasks (retries exhausted, delivered too often, undecodable), by time of death |
+//! | `…{q}:dead-letters` | stream | foreign or malformed stream entries, with the reason |
+//! | `…{q}:all` | zset | every task of the queue, by creation time in µs (listing, newest first) |
+//! | `…{q}:counts` | hash | tasks per status (`queued`, `running`, ...), in all and per tenant (`queued@acme`) |
+//! | `…{q}:wake` | stream | a short signal stream, appended whenever work becomes runnable; idle hosts block on it |
+//!
+//! # How each guarantee is met
+//! - **Atomic steps.** Every state change is one Lua script on the queue's node: submit, lease,
+//!   renew, release, finish, cancel, retry of a dead task, appending events. Scripts read the clock
+//!   with `TIME`, so every host measures leases and start times against one clock.
+//! - **Delivery.** Submit appends an entry `task=<id>` to the tenant's stream at the task's
+//!   priority. `lease` reads with `XREADGROUP ... >` *inside* the lease script, checks the entry
+//!   against the task record (the record names the entry it expects), and starts the attempt in the
+//!   same step, so an entry is never delivered without its lease being recorded. The entry stays
+//!   pending (unacknowledged) while the task runs; `finish` acknowledges and deletes it. Only
+//!   entries whose task has moved on are deleted: nothing unprocessed is ever trimmed.
+//! - **Leases.** A lease is `lease_until` in the record and the task's score in `leases`; each
+//!   call may ask for its own duration. `renew` moves both and touches the pending entry with
+//!   `XCLAIM ... JUSTID` (resets its idle time, does not count a delivery). The lease script first
+//!   reaps lapsed leases: a task whose deadline passed goes back to `released` (or to its end:
+//!   `cancelled` when a cancel was requested, dead after [`MAX_DELIVERIES`] deliveries), and the
+//!   next lease `XCLAIM`s its pending entry for the new worker, counting the delivery. The lease
+//!   clock is a sorted set rather than the entry's idle time (`XAUTOCLAIM`) because leases of one
+//!   queue may have different durations.
+//! - **Fencing.** `renew`, `set_progress`, `release` and `finish` change the record only while
+//!   status is `running` and attempt and worker still match.
+//! - **Delays, retries, expiry.** Start times and retry backoffs wait in `delayed`; the lease
+//!   script promotes due ones (whichever host gets there first) and expires waiting tasks whose
+//!   time passed (`expiry`).
+//! - **Idempotent submit.** `SET <prefix>:id:<id> <queue> NX` claims the id; the submit script
+//!   creates the record only if it is absent, so a repeated submit returns the first task.
+//! - **Cancellation.** A waiting task ends `cancelled` and its entry is deleted; a running one is
+//!   flagged (read by `renew`) and its id is published on `<prefix>:cancel`.
+//! - **Priorities.** High first, then normal, then low, except on weighted turns: one lease in 8
+//!   looks at normal first and one in 32 at low first, so that no priority starves entirely.
+//!   Tenants of a queue are taken in turn within a priority.
+//! - **Dead letters.** Dead tasks are listed in `dead` with their reason in the record;
+//!   [`Broker::retry_dead`] queues them again. A stream entry that names no known task, or a task
+//!   that does not expect it, is moved to `dead-letters` with the reason, and consumption goes on.
+//!   A record the host cannot decode is sent to the dead letters by the host with the decode error.
+//! - **Expiry of finished tasks.** A task that reached a terminal status other than `dead` keeps
+//!   its record, its events and its id for [`RedisConfig::retention`], then Redis forgets it.
+//! - **Waiting.** Idle hosts block (`XREAD BLOCK`, on a connection of their own per queue) on the
+//!   queue's `wake` stream, which every step that makes work runnable appends to; they also wake
+//!   at the next start time or lease deadline. Blocking on the signal rather than on
+//!   `XREADGROUP` keeps delivery inside the lease script: a blocking group read would hand an
+//!   entry to a host before any of its workers holds a lease on it.
+//!
+//! # Connections
+//! Commands go through a [`ConnectionManager`] (standalone) or a cluster connection (Cluster,
+//! detected from `INFO cluster`); both reconnect by themselves, and a command during an outage
+//! fails with [`BrokerError::Storage`] (the worker retries). Scripts are loaded again after a
+//! Redis restart (`NOSCRIPT`). Blocking reads use connections of their own, recreated with
+//! backoff.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisFuture, Script, Value};
+use serde_json::Value as Json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::embedded::MAX_DELIVERIES;
+use super::{
+    Broker, BrokerError, CancelResult, ErrorInfo, Finish, Lease, LeaseState, Millis, NewTask, Priority,
+    QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus,
+};
+use crate::events::{Event, NewEvent, kind};
+
+/// The oldest Redis this backend runs on (streams with consumer groups, `XAUTOCLAIM`, exclusive
+/// ranges, scripts replicated by their effects).
+pub const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
+
+/// The consumer group of every queue stream.
+const GROUP: &str = "workers";
+
+/// [`Broker::list`] with `limit: 0` returns at most this many tasks.
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// [`Broker::events_since`] with `limit: 0` returns at most this many events.
+const DEFAULT_EVENTS_LIMIT: usize = 1000;
+
+/// How many id-to-queue mappings a broker remembers before it forgets them all.
+const QUEUE_CACHE_LIMIT: usize = 65_536;
+
+/// Settings of the Redis backend, with their defaults.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URLs; several (comma-separated on the command line) name seed
+    /// nodes of a Cluster.
+    pub urls: Vec<String>,
+    /// Prefix of every key, so that several deployments (or tests) can share one Redis.
+    pub prefix: String,
+    /// How long a finished task's record, events and id are kept.
+    pub retention: Duration,
+    /// Longest wait for a reply to an ordinary command.
+    pub response_timeout: Duration,
+    /// Longest wait to connect.
+    pub connect_timeout: Duration,
+    /// How long one blocking read of a queue's wake stream lasts before it is issued again.
+    pub wake_block: Duration,
+}
+
+impl RedisConfig {
+    /// Settings for `url` (one URL, or several separated by commas), checking the URLs.
+    pub fn new(url: &str) -> Result<Self, BrokerError> {
+        let urls: Vec<String> =
+            url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        if urls.is_empty() {
+            return Err(BrokerError::Storage("no Redis URL given".to_owned()));
+        }
+        for url in &urls {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(BrokerError::Storage(format!(
+                    "invalid Redis URL {}: it must start with redis:// or rediss://",
+                    redact(url)
+                )));
+            }
+            Client::open(url.as_str())
+                .map_err(|e| BrokerError::Storage(format!("invalid Redis URL {}: {e}", redact(url))))?;
+        }
+        Ok(RedisConfig {
+            urls,
+            prefix: "taskhost".to_owned(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            wake_block: Duration::from_secs(1),
+        })
+    }
+
+    /// The same settings with another key prefix.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key names
+
+/// Builds every key name (the Lua preamble builds the per-queue ones from the same suffixes).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// Suffixes of the per-queue keys, after `<prefix>:{<queue>}:`.
+mod suffix {
+    pub const TASK: &str = "task:";
+    pub const EVENTS: &str = "events:";
+    pub const STREAM: &str = "s:";
+    pub const TENANTS: &str = "tenants";
+    pub const DELAYED: &str = "delayed";
+    pub const EXPIRY: &str = "expiry";
+    pub const LEASES: &str = "leases";
+    pub const RELEASED: &str = "released";
+    pub const DEAD: &str = "dead";
+    pub const DEAD_LETTERS: &str = "dead-letters";
+    pub const ALL: &str = "all";
+    pub const COUNTS: &str = "counts";
+    pub const WAKE: &str = "wake";
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Keys { prefix: escape(prefix) }
+    }
+
+    /// `<prefix>:{<queue>}:`: the start of every key of `queue`, with its hash tag.
+    pub fn queue_base(&self, queue: &str) -> String {
+        format!("{}:{{{}}}:", self.prefix, escape(queue))
+    }
+
+    /// The set of known queues.
+    pub fn queues(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    /// The id index of a task: its queue's name.
+    pub fn index(&self, id: &str) -> String {
+        format!("{}:id:{id}", self.prefix)
+    }
+
+    /// The channel on which cancellations of running tasks are published.
+    pub fn cancel_channel(&self) -> String {
+        format!("{}:cancel", self.prefix)
+    }
+
+    /// A task's record.
+    pub fn task(&self, queue: &str, id: &str) -> String {
+        format!("{}{}{id}", self.queue_base(queue), suffix::TASK)
+    }
+
+    /// A task's events.
+    pub fn events(&self, queue: &str, id: &str) -> String {
+        format!("{}{}{id}", self.queue_base(queue), suffix::EVENTS)
+    }
+
+    /// The stream of one tenant's waiting tasks of one priority.
+    pub fn stream(&self, queue: &str, tenant: &str, priority: Priority) -> String {
+        format!("{}{}{}:{tenant}", self.queue_base(queue), suffix::STREAM, priority.rank())
+    }
+
+    /// One of the queue's own keys (a [`suffix`] constant).
+    fn of_queue(&self, queue: &str, suffix: &str) -> String {
+        format!("{}{suffix}", self.queue_base(queue))
+    }
+}
+
+/// Keeps `{`, `}` and `%` out of a name used inside a key, so that the hash tag is the whole
+/// queue name and names cannot collide.
+fn escape(name: &str) -> String {
+    if !name.contains(['{', '}', '%']) {
+        return name.to_owned();
+    }
+    name.replace('%', "%25").replace('{', "%7B").replace('}', "%7D")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripts
+
+/// What every script starts with: key builders, the clock, counters, events, and the steps many
+/// scripts share. `ARGV[1]` is the queue's key base, `ARGV[2]` the retention in ms, `ARGV[3]`
+/// [`MAX_DELIVERIES`]; a script's own arguments start at `ARGV[4]`. `KEYS[1]` is the queue's
+/// `counts` key (it routes the script to the queue's node).
+static PREAMBLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
+local base = ARGV[1]
+local RETENTION_MS = tonumber(ARGV[2])
+local MAX_DELIVERIES = tonumber(ARGV[3])
+local GROUP = '{GROUP}'
+local K_TENANTS = base .. '{tenants}'
+local K_DELAYED = base .. '{delayed}'
+local K_EXPIRY = base .. '{expiry}'
+local K_LEASES = base .. '{leases}'
+local K_RELEASED = base .. '{released}'
+local K_DEAD = base .. '{dead}'
+local K_DEAD_LETTERS = base .. '{dead_letters}'
+local K_ALL = base .. '{all}'
+local K_COUNTS = base .. '{counts}'
+local K_WAKE = base .. '{wake}'
+local EV_CANCELLED = '{ev_cancelled}'
+local EV_FAILED = '{ev_failed}'
+local function k_task(id) return base .. '{task}' .. id end
+local function k_events(id) return base .. '{events}' .. id end
+local function k_stream(rank, tenant) return base .. '{stream}' .. rank .. ':' .. tenant end
+local function num(x) return string.format('%.0f', x) end
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+local NOW_US = tonumber(T[1]) * 1000000 + tonumber(T[2])
+
+local COUNTED = {{queued = true, scheduled = true, retrying = true, running = true, dead = true}}
+local function count(tenant, status, by)
+  if COUNTED[status] then
+    redis.call('HINCRBY', K_COUNTS, status, by)
+    redis.call('HINCRBY', K_COUNTS, status .. '@' .. tenant, by)
+  end
+end
+local function move(tenant, from, to)
+  count(tenant, from, -1)
+  count(tenant, to, 1)
+end
+
+local META = {{'status', 'tenant', 'priority', 'entry', 'attempts', 'cancel_requested', 'lease_owner',
+              'expires_at', 'progress'}}
+local function meta(id)
+  local v = redis.call('HMGET', k_task(id), unpack(META))
+  if not v[1] then return nil end
+  local h = {{}}
+  for i, f in ipairs(META) do h[f] = v[i] or nil end
+  return h
+end
+
+local function append_event(id, etype, data, ts)
+  local seq = redis.call('HINCRBY', k_task(id), 'event_seq', 1)
+  redis.call('XADD', k_events(id), num(seq) .. '-0', 'type', etype, 'data', data, 'ts', ts)
+  return seq
+end
+
+local function wake()
+  redis.call('XADD', K_WAKE, 'MAXLEN', '~', '100', '*', 'w', '1')
+end
+
+local function released_score(rank)
+  return num(tonumber(rank) * 1e14 + NOW)
+end
+
+-- Acknowledges and deletes the task's stream entry: the task no longer waits on it.
+local function drop_entry(id, h)
+  if h.entry and h.entry ~= '' then
+    local s = k_stream(h.priority, h.tenant)
+    redis.call('XACK', s, GROUP, h.entry)
+    redis.call('XDEL', s, h.entry)
+    redis.call('HDEL', k_task(id), 'entry')
+  end
+end
+
+local function retain(id)
+  redis.call('PEXPIRE', k_task(id), RETENTION_MS)
+  redis.call('PEXPIRE', k_events(id), RETENTION_MS)
+end
+
+-- Ends a task no worker will finish (expired, dead, cancelled) with its terminal event.
+local function end_task(id, h, status, kind, message)
+  drop_entry(id, h)
+  redis.call('ZREM', K_DELAYED, id)
+  redis.call('ZREM', K_EXPIRY, id)
+  redis.call('ZREM', K_LEASES, id)
+  redis.call('ZREM', K_RELEASED, id)
+  redis.call('HSET', k_task(id), 'status', status, 'error_kind', kind, 'error_message', message,
+             'finished_at', num(NOW))
+  redis.call('HDEL', k_task(id), 'lease_owner', 'lease_until')
+  move(h.tenant, h.status, status)
+  local etype = EV_FAILED
+  if status == 'cancelled' then etype = EV_CANCELLED end
+  local data = cjson.encode({{status = status, error = {{kind = kind, message = message}}}})
+  local seq = append_event(id, etype, data, num(NOW))
+  if status == 'dead' then
+    redis.call('ZADD', K_DEAD, num(NOW), id)
+  else
+    retain(id)
+  end
+  return seq
+end
+
+-- Appends a waiting task to its tenant's stream of its priority.
+local function enqueue(id, tenant, rank)
+  local s = k_stream(rank, tenant)
+  redis.call('SADD', K_TENANTS, tenant)
+  if redis.call('EXISTS', s) == 0 then
+    redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
+  end
+  local entry = redis.call('XADD', s, '*', 'task', id)
+  redis.call('HSET', k_task(id), 'status', 'queued', 'entry', entry)
+  wake()
+end
+
+-- The record of a lease still held by this attempt and worker, or nil.
+local function fenced(id, attempt, worker)
+  local h = meta(id)
+  if h and h.status == 'running' and h.attempts == attempt and h.lease_owner == worker then
+    return h
+  end
+  return nil
+end
+"#,
+        tenants = suffix::TENANTS,
+        delayed = suffix::DELAYED,
+        expiry = suffix::EXPIRY,
+        leases = suffix::LEASES,
+        released = suffix::RELEASED,
+        dead = suffix::DEAD,
+        dead_letters = suffix::DEAD_LETTERS,
+        all = suffix::ALL,
+        counts = suffix::COUNTS,
+        wake = suffix::WAKE,
+        task = suffix::TASK,
+        events = suffix::EVENTS,
+        stream = suffix::STREAM,
+        ev_cancelled = kind::RUN_CANCELLED,
+        ev_failed = kind::RUN_FAILED,
+    )
+});
+
+/// `ARGV[4..]`: id, tenant, plugin, task_name, queue, input, rank, not_before, expires_at,
+/// max_retries, limits. Returns `{'created'|'exists', hgetall}`.
+const SUBMIT: &str = r#"
+local id, tenant, rank, nb, ex = ARGV[4], ARGV[5], ARGV[10], ARGV[11], ARGV[12]
+local t = k_task(id)
+if redis.call('EXISTS', t) == 1 then
+  return {'exists', redis.call('HGETALL', t)}
+end
+local status = 'queued'
+if nb ~= '' and tonumber(nb) > NOW then status = 'scheduled' end
+redis.call('HSET', t, 'id', id, 'tenant', tenant, 'plugin', ARGV[6], 'task_name', ARGV[7],
+           'queue', ARGV[8], 'input', ARGV[9], 'priority', rank, 'max_retries', ARGV[13],
+           'limits', ARGV[14], 'status', status, 'progress', '0', 'message', '', 'attempts', '0',
+           'event_seq', '0', 'cancel_requested', '0', 'created_at', num(NOW), 'created_us', num(NOW_US))
+if nb ~= '' then redis.call('HSET', t, 'not_before', nb) end
+if ex ~= '' then
+  redis.call('HSET', t, 'expires_at', ex)
+  redis.call('ZADD', K_EXPIRY, ex, id)
+end
+redis.call('ZADD', K_ALL, num(NOW_US), id)
+count(tenant, status, 1)
+if status == 'scheduled' then
+  redis.call('SADD', K_TENANTS, tenant)
+  redis.call('ZADD', K_DELAYED, nb, id)
+  wake()
+else
+  enqueue(id, tenant, rank)
+end
+return {'created', redis.call('HGETALL', t)}
+"#;
+
+/// `ARGV[4..]`: worker, lease_ms, priority order (`"0,1,2"`), tenant turn. Returns
+/// `{'leased', hgetall, ended}` or `{'none', ended}`, `ended` being the ids this call ended.
+const LEASE: &str = r#"
+local worker, lease_ms, turn = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[7])
+local ended = {}
+
+-- Due start times and retries become waiting tasks.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', num(NOW), 'LIMIT', 0, 100)) do
+  redis.call('ZREM', K_DELAYED, id)
+  local h = meta(id)
+  if h and (h.status == 'scheduled' or h.status == 'retrying') then
+    move(h.tenant, h.status, 'queued')
+    enqueue(id, h.tenant, h.priority)
+  end
+end
+
+-- Waiting tasks whose expiry passed end without running.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', '(' .. num(NOW), 'LIMIT', 0, 100)) do
+  redis.call('ZREM', K_EXPIRY, id)
+  local h = meta(id)
+  if h and (h.status == 'queued' or h.status == 'scheduled') then
+    end_task(id, h, 'expired', 'expired', 'its expiry time passed before it started')
+    table.insert(ended, id)
+  end
+end
+
+-- Lapsed leases: the task waits again (its entry stays pending), unless it must end.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(' .. num(NOW), 'LIMIT', 0, 100)) do
+  redis.call('ZREM', K_LEASES, id)
+  local h = meta(id)
+  if h and h.status == 'running' then
+    if h.cancel_requested == '1' then
+      end_task(id, h, 'cancelled', 'cancelled', 'cancelled while running; its worker stopped without reporting')
+      table.insert(ended, id)
+    elseif tonumber(h.attempts) >= MAX_DELIVERIES then
+      end_task(id, h, 'dead', 'delivery_count_exceeded', 'delivery count exceeded')
+      table.insert(ended, id)
+    else
+      redis.call('HSET', k_task(id), 'status', 'queued')
+      redis.call('HDEL', k_task(id), 'lease_owner', 'lease_until')
+      move(h.tenant, 'running', 'queued')
+      redis.call('ZADD', K_RELEASED, released_score(h.priority), id)
+    end
+  end
+end
+
+local function start(id, h)
+  local t = k_task(id)
+  redis.call('HINCRBY', t, 'attempts', 1)
+  local until_ms = num(NOW + lease_ms)
+  redis.call('HSET', t, 'status', 'running', 'started_at', num(NOW), 'lease_owner', worker,
+             'lease_until', until_ms, 'progress', '0', 'message', '')
+  redis.call('ZADD', K_LEASES, until_ms, id)
+  redis.call('ZREM', K_EXPIRY, id)
+  move(h.tenant, 'queued', 'running')
+  return {'leased', redis.call('HGETALL', t), ended}
+end
+
+local function expired(h)
+  return h.expires_at and tonumber(h.expires_at) < NOW
+end
+
+local function dead_letter(s, entry_id, fields, reason)
+  redis.call('XADD', K_DEAD_LETTERS, '*', 'stream', s, 'entry', entry_id, 'reason', reason,
+             'fields', cjson.encode(fields), 'at', num(NOW))
+  redis.call('XACK', s, GROUP, entry_id)
+  redis.call('XDEL', s, entry_id)
+  redis.call('HINCRBY', K_COUNTS, 'dead_letters', 1)
+end
+
+local tenants = redis.call('SMEMBERS', K_TENANTS)
+table.sort(tenants)
+for rank in string.gmatch(ARGV[6], '%d') do
+  -- Tasks handed back at this priority come first: they waited longest.
+  local lo, hi = num(tonumber(rank) * 1e14), '(' .. num((tonumber(rank) + 1) * 1e14)
+  while true do
+    local r = redis.call('ZRANGEBYSCORE', K_RELEASED, lo, hi, 'LIMIT', 0, 1)
+    if #r == 0 then break end
+    local id = r[1]
+    redis.call('ZREM', K_RELEASED, id)
+    local h = meta(id)
+    if h and h.status == 'queued' then
+      if h.entry then
+        -- The pending entry moves to this worker; this counts a delivery.
+        redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker, 0, h.entry)
+      end
+      return start(id, h)
+    end
+  end
+  for i = 0, #tenants - 1 do
+    local tenant = tenants[((turn + i) % #tenants) + 1]
+    local s = k_stream(rank, tenant)
+    while true do
+      local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', 1, 'STREAMS', s, '>')
+      if type(res) == 'table' and res.err then
+        -- A stream made by someone else, without our group: adopt it from its start.
+        if string.find(res.err, 'NOGROUP', 1, true) and redis.call('EXISTS', s) == 1 then
+          redis.call('XGROUP', 'CREATE', s, GROUP, '0')
+        else
+          break
+        end
+      elseif not res then
+        break
+      else
+        local entry = res[1][2][1]
+        local entry_id, fields = entry[1], entry[2]
+        local id = nil
+        if #fields == 2 and fields[1] == 'task' then id = fields[2] end
+        local h = id and meta(id)
+        if not id then
+          dead_letter(s, entry_id, fields, 'not a task entry: expected one field, task')
+        elseif not h then
+          dead_letter(s, entry_id, fields, 'names an unknown task ' .. id)
+        elseif h.entry ~= entry_id then
+          dead_letter(s, entry_id, fields, 'task ' .. id .. ' (' .. h.status .. ') does not wait on this entry')
+        elseif h.status ~= 'queued' then
+          drop_entry(id, h)
+        elseif expired(h) then
+          end_task(id, h, 'expired', 'expired', 'its expiry time passed before it started')
+          table.insert(ended, id)
+        else
+          return start(id, h)
+        end
+      end
+    end
+  end
+end
+return {'none', ended}
+"#;
+
+/// `ARGV[4..]`: id, attempt, worker, lease_ms. Returns `lost`, `held` or `cancel`.
+const RENEW: &str = r#"
+local id, worker = ARGV[4], ARGV[6]
+local h = fenced(id, ARGV[5], worker)
+if not h then return 'lost' end
+local until_ms = num(NOW + tonumber(ARGV[7]))
+redis.call('HSET', k_task(id), 'lease_until', until_ms)
+redis.call('ZADD', K_LEASES, until_ms, id)
+if h.entry then
+  -- Resets the entry's idle time without counting a delivery.
+  redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker, 0, h.entry, 'JUSTID')
+end
+if h.cancel_requested == '1' then return 'cancel' end
+return 'held'
+"#;
+
+/// `ARGV[4..]`: id, attempt, worker. Returns 1 when released.
+const RELEASE: &str = r#"
+local id = ARGV[4]
+local h = fenced(id, ARGV[5], ARGV[6])
+if not h then return 0 end
+local t = k_task(id)
+redis.call('HSET', t, 'status', 'queued')
+redis.call('HINCRBY', t, 'attempts', -1)
+redis.call('HDEL', t, 'lease_owner', 'lease_until', 'not_before')
+redis.call('ZREM', K_LEASES, id)
+redis.call('ZADD', K_RELEASED, released_score(h.priority), id)
+move(h.tenant, 'running', 'queued')
+wake()
+return 1
+"#;
+
+/// `ARGV[4..]`: id, attempt, worker, status, result (`\0` for none), error kind (empty for
+/// none), error message, retry at (empty for none), event type, event data, event ts. Returns
+/// `{'ok', seq}` or `{'lost'}`.
+const FINISH: &str = r#"
+local id, status, result, kind, retry_at = ARGV[4], ARGV[7], ARGV[8], ARGV[9], ARGV[11]
+local h = fenced(id, ARGV[5], ARGV[6])
+if not h then return {'lost'} end
+local t = k_task(id)
+drop_entry(id, h)
+redis.call('ZREM', K_LEASES, id)
+redis.call('HSET', t, 'status', status)
+redis.call('HDEL', t, 'lease_owner', 'lease_until')
+if result ~= '\0' then redis.call('HSET', t, 'result', result) else redis.call('HDEL', t, 'result') end
+if kind ~= '' then
+  redis.call('HSET', t, 'error_kind', kind, 'error_message', ARGV[10])
+else
+  redis.call('HDEL', t, 'error_kind', 'error_message')
+end
+move(h.tenant, 'running', status)
+if retry_at ~= '' then
+  redis.call('HSET', t, 'not_before', retry_at)
+  redis.call('ZADD', K_DELAYED, retry_at, id)
+  wake()
+else
+  redis.call('HSET', t, 'finished_at', num(NOW))
+end
+local seq = append_event(id, ARGV[12], ARGV[13], ARGV[14])
+if status == 'dead' then
+  redis.call('ZADD', K_DEAD, num(NOW), id)
+elseif retry_at == '' then
+  retain(id)
+end
+return {'ok', seq}
+"#;
+
+/// `ARGV[4..]`: id, attempt, worker, percent, message.
+const PROGRESS: &str = r#"
+local id = ARGV[4]
+local h = fenced(id, ARGV[5], ARGV[6])
+if not h then return 0 end
+if tonumber(ARGV[7]) > (tonumber(h.progress) or 0) then
+  redis.call('HSET', k_task(id), 'progress', ARGV[7])
+end
+redis.call('HSET', k_task(id), 'message', ARGV[8])
+return 1
+"#;
+
+/// `ARGV[4..]`: id, tenant (empty for any), event type, event data, event ts, cancel channel.
+/// Returns `{'notfound'}`, `{'finished'}`, `{'cancelled', seq}` or `{'requested', seq}`.
+const CANCEL: &str = r#"
+local id, tenant = ARGV[4], ARGV[5]
+local h = meta(id)
+if not h or (tenant ~= '' and h.tenant ~= tenant) then return {'notfound'} end
+if h.status == 'queued' or h.status == 'scheduled' or h.status == 'retrying' then
+  local message = 'cancelled before it started'
+  if h.status == 'retrying' then message = 'cancelled while waiting to be retried' end
+  drop_entry(id, h)
+  redis.call('ZREM', K_DELAYED, id)
+  redis.call('ZREM', K_EXPIRY, id)
+  redis.call('ZREM', K_RELEASED, id)
+  redis.call('HSET', k_task(id), 'status', 'cancelled', 'finished_at', num(NOW), 'error_kind', 'cancelled',
+             'error_message', message)
+  move(h.tenant, h.status, 'cancelled')
+  local seq = append_event(id, ARGV[6], ARGV[7], ARGV[8])
+  retain(id)
+  return {'cancelled', seq}
+elseif h.status == 'running' then
+  redis.call('HSET', k_task(id), 'cancel_requested', '1')
+  local seq = append_event(id, ARGV[6], ARGV[7], ARGV[8])
+  redis.call('PUBLISH', ARGV[9], id)
+  return {'requested', seq}
+end
+return {'finished'}
+"#;
+
+/// `ARGV[4..]`: id, tenant (empty for any). Returns `{'notfound'}`, `{'conflict', status}` or
+/// `{'ok', hgetall}`.
+const RETRY_DEAD: &str = r#"
+local id, tenant = ARGV[4], ARGV[5]
+local h = meta(id)
+if not h or (tenant ~= '' and h.tenant ~= tenant) then return {'notfound'} end
+if h.status ~= 'dead' then return {'conflict', h.status} end
+local t = k_task(id)
+redis.call('ZREM', K_DEAD, id)
+redis.call('HSET', t, 'attempts', '0', 'progress', '0', 'message', '', 'cancel_requested', '0')
+redis.call('HDEL', t, 'result', 'error_kind', 'error_message', 'started_at', 'finished_at', 'not_before',
+           'lease_owner', 'lease_until')
+redis.call('PERSIST', t)
+redis.call('PERSIST', k_events(id))
+move(h.tenant, 'dead', 'queued')
+enqueue(id, h.tenant, h.priority)
+return {'ok', redis.call('HGETALL', t)}
+"#;
+
+/// `ARGV[4..]`: id, then type, data, ts per event. Returns `{'notfound'}` or `{'ok', seq...}`.
+const APPEND_EVENTS: &str = r#"
+local id = ARGV[4]
+local t = k_task(id)
+if redis.call('EXISTS', t) == 0 then return {'notfound'} end
+local out = {'ok'}
+for i = 5, #ARGV, 3 do
+  table.insert(out, append_event(id, ARGV[i], ARGV[i + 1], ARGV[i + 2]))
+end
+local ttl = redis.call('PTTL', t)
+if ttl > 0 then redis.call('PEXPIRE', k_events(id), ttl) end
+return out
+"#;
+
+/// Returns `{queued, now, first lease deadline or '', first start time or ''}`.
+const PEEK: &str = r#"
+local queued = tonumber(redis.call('HGET', K_COUNTS, 'queued') or '0')
+local l = redis.call('ZRANGE', K_LEASES, 0, 0, 'WITHSCORES')
+local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+return {queued, num(NOW), l[2] or '', d[2] or ''}
+"#;
+
+/// Every script, compiled once with the preamble.
+struct Scripts {
+    submit: Script,
+    lease: Script,
+    renew: Script,
+    release: Script,
+    finish: Script,
+    progress: Script,
+    cancel: Script,
+    retry_dead: Script,
+    append_events: Script,
+    peek: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
+    let with_preamble = |body: &str| Script::new(&format!("{}{body}", *PREAMBLE));
+    Scripts {
+        submit: with_preamble(SUBMIT),
+        lease: with_preamble(LEASE),
+        renew: with_preamble(RENEW),
+        release: with_preamble(RELEASE),
+        finish: with_preamble(FINISH),
+        progress: with_preamble(PROGRESS),
+        cancel: with_preamble(CANCEL),
+        retry_dead: with_preamble(RETRY_DEAD),
+        append_events: with_preamble(APPEND_EVENTS),
+        peek: with_preamble(PEEK),
+    }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+/// The command connection: one standalone server or a Cluster, both reconnecting by themselves.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    /// A plain connection, for blocking reads.
+    Plain(MultiplexedConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Plain(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Plain(c) => c.get_db(),
+        }
+    }
+}
+
+/// The arguments of a script call, each encoded as Redis encodes it.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        $( args.extend(redis::ToRedisArgs::to_redis_args(&$arg)); )*
+        args
+    }};
+}
+
+/// Where blocking connections come from.
+#[derive(Clone)]
+enum Dialer {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+impl Dialer {
+    /// A new connection of its own, whose replies may take `patience`.
+    async fn dial(&self, patience: Duration, connect_timeout: Duration) -> redis::RedisResult<Conn> {
+        match self {
+            Dialer::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(patience));
+                let conn: MultiplexedConnection =
+                    client.get_multiplexed_async_connection_with_config(&config).await?;
+                Ok(Conn::Plain(conn))
+            }
+            Dialer::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
+        }
+    }
+}
+
+/// The dialer for `urls`: a Cluster client when the server says it is one.
+async fn connect(config: &RedisConfig) -> Result<(Conn, Dialer, bool), BrokerError> {
+    let first = &config.urls[0];
+    let client = Client::open(first.as_str())
+        .map_err(|e| BrokerError::Storage(format!("invalid Redis URL {}: {e}", redact(first))))?;
+    let probe_config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout));
+    let mut probe = client
+        .get_multiplexed_async_connection_with_config(&probe_config)
+        .await
+        .map_err(|e| BrokerError::Storage(format!("cannot reach Redis at {}: {e}", redact(first))))?;
+    let info: String =
+        redis::cmd("INFO").arg("server").arg("cluster").query_async(&mut probe).await.map_err(|e| {
+            BrokerError::Storage(format!("Redis at {} did not answer INFO: {e}", redact(first)))
+        })?;
+    check_version(&info)?;
+    let cluster = info_field(&info, "cluster_enabled") == Some("1");
+    if cluster {
+        let build = |response_timeout: Duration| {
+            ClusterClient::builder(config.urls.iter().map(String::as_str))
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(response_timeout)
+                .build()
+                .map_err(|e| BrokerError::Storage(format!("invalid Redis Cluster settings: {e}")))
+        };
+        let commands = build(config.response_timeout)?;
+        let conn = commands.get_async_connection().await.map_err(|e| {
+            BrokerError::Storage(format!("cannot connect to the Redis Cluster at {}: {e}", redact(first)))
+        })?;
+        let blocking = build(config.wake_block + config.response_timeout)?;
+        Ok((Conn::Cluster(conn), Dialer::Cluster(blocking), true))
+    } else {
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_max_delay(Duration::from_secs(2));
+        let manager = client
+            .get_connection_manager_with_config(manager_config)
+            .await
+            .map_err(|e| BrokerError::Storage(format!("cannot reach Redis at {}: {e}", redact(first))))?;
+        Ok((Conn::Single(manager), Dialer::Single(client), false))
+    }
+}
+
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
+}
+
+/// Refuses a Redis older than [`MIN_REDIS_VERSION`], naming both versions.
+fn check_version(info: &str) -> Result<(), BrokerError> {
+    let version = info_field(info, "redis_version").unwrap_or("unknown");
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_REDIS_VERSION {
+        return Err(BrokerError::Storage(format!(
+            "Redis {version} is too old: taskhost needs Redis {}.{} or newer (streams with consumer groups)",
+            MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
+        )));
+    }
+    Ok(())
+}
+
+impl From<redis::RedisError> for BrokerError {
+    fn from(e: redis::RedisError) -> Self {
+        BrokerError::Storage(format!("redis: {e}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The broker
+
+/// The Redis backend. See the module documentation.
+pub struct RedisBroker {
+    conn: Conn,
+    dialer: Dialer,
+    config: RedisConfig,
+    keys: Keys,
+    cluster: bool,
+    /// Counts leases, for the weighted turns of priorities and the turns of tenants and queues.
+    turn: AtomicU64,
+    /// Task id to queue name: never changes once a task exists.
+    queue_of: Mutex<HashMap<String, String>>,
+    /// Wakes local waiters when this host made work runnable.
+    local_work: Notify,
+    /// One blocking watcher per queue waited on.
+    watchers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Stops the watchers when the broker goes.
+    stop: CancellationToken,
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl RedisBroker {
+    /// Connects, checks the server's version and whether it is a Cluster. Fails with a clear
+    /// message when the URL is wrong or Redis cannot be reached.
+    pub async fn connect(config: RedisConfig) -> Result<Self, BrokerError> {
+        let (conn, dialer, cluster) = connect(&config).await?;
+        Ok(RedisBroker {
+            conn,
+            dialer,
+            keys: Keys::new(&config.prefix),
+            config,
+            cluster,
+            turn: AtomicU64::new(0),
+            queue_of: Mutex::new(HashMap::new()),
+            local_work: Notify::new(),
+            watchers: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// True when connected to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The key names of this broker.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The entries of `queue`'s dead-letter stream (foreign or malformed stream entries):
+    /// `(entry id, reason)`, oldest first.
+    pub async fn dead_letters(&self, queue: &str) -> Result<Vec<(String, String)>, BrokerError> {
+        let key = self.keys.of_queue(queue, suffix::DEAD_LETTERS);
+        let entries: Vec<(String, HashMap<String, String>)> =
+            redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut self.conn.clone()).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(_, fields)| {
+                (
+                    fields.get("entry").cloned().unwrap_or_default(),
+                    fields.get("reason").cloned().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    /// Runs `script` on `queue`'s node with the common arguments first.
+    async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        queue: &str,
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, BrokerError> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.keys.of_queue(queue, suffix::COUNTS))
+            .arg(self.keys.queue_base(queue))
+            .arg(duration_ms(self.config.retention))
+            .arg(MAX_DELIVERIES);
+        for arg in &args {
+            invocation.arg(arg.as_slice());
+        }
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// The queue of task `id`, or `None` when no such task is known.
+    async fn queue_of(&self, id: &str) -> Result<Option<String>, BrokerError> {
+        if let Some(queue) = self.queue_of.lock().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(Some(queue));
+        }
+        let queue: Option<String> =
+            redis::cmd("GET").arg(self.keys.index(id)).query_async(&mut self.conn.clone()).await?;
+        if let Some(queue) = &queue {
+            self.remember(id, queue);
+        }
+        Ok(queue)
+    }
+
+    fn remember(&self, id: &str, queue: &str) {
+        if let Ok(mut map) = self.queue_of.lock() {
+            if map.len() >= QUEUE_CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(id.to_owned(), queue.to_owned());
+        }
+    }
+
+    /// Lets the id index of finished tasks expire with their records.
+    async fn retire_ids(&self, ids: &[String]) {
+        for id in ids {
+            let result: redis::RedisResult<i64> = redis::cmd("PEXPIRE")
+                .arg(self.keys.index(id))
+                .arg(duration_ms(self.config.retention))
+                .query_async(&mut self.conn.clone())
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(task = %id, %error, "could not set the expiry of a finished task's id");
+            }
+        }
+    }
+
+    /// The known queues, sorted.
+    async fn known_queues(&self) -> Result<Vec<String>, BrokerError> {
+        let mut queues: Vec<String> =
+            redis::cmd("SMEMBERS").arg(self.keys.queues()).query_async(&mut self.conn.clone()).await?;
+        queues.sort();
+        Ok(queues)
+    }
+
+    /// The notifier of `queue`'s watcher, starting the watcher if needed.
+    fn watcher(&self, queue: &str) -> Arc<Notify> {
+        let Ok(mut watchers) = self.watchers.lock() else {
+            return Arc::new(Notify::new());
+        };
+        if let Some(notify) = watchers.get(queue) {
+            return notify.clone();
+        }
+        let notify = Arc::new(Notify::new());
+        watchers.insert(queue.to_owned(), notify.clone());
+        tokio::spawn(watch_queue(
+            self.dialer.clone(),
+            self.keys.of_queue(queue, suffix::WAKE),
+            self.config.clone(),
+            notify.clone(),
+            self.stop.clone(),
+        ));
+        notify
+    }
+
+    /// Milliseconds until work in `queue` may be runnable: 0 for now, `None` for not known.
+    async fn due_in(&self, queue: &str) -> Result<Option<u64>, BrokerError> {
+        let (queued, now, lease, delayed): (i64, i64, String, String) =
+            self.run(&SCRIPTS.peek, queue, Vec::new()).await?;
+        if queued > 0 {
+            return Ok(Some(0));
+        }
+        let mut due: Option<i64> = None;
+        for at in
+            [lease.parse::<i64>().ok().map(|l| l + 1), delayed.parse::<i64>().ok()].into_iter().flatten()
+        {
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        Ok(due.map(|at| u64::try_from(at - now).unwrap_or(0)))
+    }
+
+    /// Sends an undecodable leased task to the dead letters, with the reason.
+    async fn bury(&self, queue: &str, id: &str, attempt: &str, worker: &str, reason: String) {
+        let error = ErrorInfo { kind: "undecodable".to_owned(), message: reason };
+        let event = NewEvent::new(kind::RUN_FAILED, serde_json::json!({"status": "dead", "error": error}));
+        let data = event.data.to_string();
+        let result: Result<Value, BrokerError> = self
+            .run(
+                &SCRIPTS.finish,
+                queue,
+                args![
+                    id,
+                    attempt,
+                    worker,
+                    TaskStatus::Dead.as_str(),
+                    "\0",
+                    error.kind,
+                    error.message,
+                    "",
+                    event.event_type,
+                    data,
+                    event.ts,
+                ],
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::warn!(task = %id, reason = %error.message, "undecodable task sent to the dead letters")
+            }
+            Err(e) => tracing::warn!(task = %id, error = %e, "could not bury an undecodable task"),
+        }
+    }
+}
+
+/// Blocks on a queue's wake stream and wakes the local waiters whenever something is appended.
+async fn watch_queue(
+    dialer: Dialer,
+    key: String,
+    config: RedisConfig,
+    notify: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let block_ms = duration_ms(config.wake_block);
+    let patience = config.wake_block + config.response_timeout;
+    let mut backoff = Duration::from_millis(100);
+    'connect: while !stop.is_cancelled() {
+        let mut conn = match dialer.dial(patience, config.connect_timeout).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot open the blocking Redis connection");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let latest: redis::RedisResult<Vec<(String, HashMap<String, String>)>> = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await;
+        let mut last = match latest {
+            Ok(entries) => entries.into_iter().next().map_or_else(|| "0-0".to_owned(), |(id, _)| id),
+            Err(_) => continue 'connect,
+        };
+        backoff = Duration::from_millis(100);
+        // Something may have been appended between a waiter's look and this snapshot.
+        notify.notify_waiters();
+        loop {
+            let read = redis::cmd("XREAD")
+                .arg("BLOCK")
+                .arg(block_ms)
+                .arg("COUNT")
+                .arg(100)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(&last)
+                .query_async::<Value>(&mut conn);
+            let read = tokio::select! {
+                read = read => read,
+                () = stop.cancelled() => return,
+            };
+            match read {
+                Ok(Value::Nil) => {}
+                Ok(value) => {
+                    if let Some(id) = last_stream_id(value) {
+                        last = id;
+                    }
+                    notify.notify_waiters();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "blocking read of the wake stream failed; reconnecting");
+                    notify.notify_waiters();
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue 'connect;
+                }
+            }
+        }
+    }
+}
+
+/// The id of the last entry in an `XREAD` reply.
+fn last_stream_id(value: Value) -> Option<String> {
+    let streams: Vec<(String, Vec<(String, HashMap<String, String>)>)> = match value {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .filter_map(|(k, v)| {
+                Some((String::from_redis_value(k).ok()?, FromRedisValue::from_redis_value(v).ok()?))
+            })
+            .collect(),
+        other => FromRedisValue::from_redis_value(other).ok()?,
+    };
+    streams.into_iter().flat_map(|(_, entries)| entries).map(|(id, _)| id).next_back()
+}
+
+/// The order in which one lease looks at the priorities: high first, except on weighted turns.
+fn priority_order(turn: u64) -> &'static str {
+    if turn % 32 == 31 {
+        "2,0,1"
+    } else if turn % 8 == 7 {
+        "1,0,2"
+    } else {
+        "0,1,2"
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn submit(&self, task: NewTask) -> Result<Submitted, BrokerError> {
+        let index = self.keys.index(&task.id);
+        let mut queue = task.queue.clone();
+        let claimed: Option<String> =
+            redis::cmd("SET").arg(&index).arg(&queue).arg("NX").query_async(&mut self.conn.clone()).await?;
+        if claimed.is_none() {
+            // The id is taken: the task lives in the queue its first submission named.
+            let existing: Option<String> =
+                redis::cmd("GET").arg(&index).query_async(&mut self.conn.clone()).await?;
+            match existing {
+                Some(existing) => queue = existing,
+                None => {
+                    let _: Option<String> =
+                        redis::cmd("SET").arg(&index).arg(&queue).query_async(&mut self.conn.clone()).await?;
+                }
+            }
+        }
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.keys.queues())
+            .arg(&queue)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let limits = serde_json::to_string(&task.limits)
+            .map_err(|e| BrokerError::Storage(format!("cannot encode limits: {e}")))?;
+        let (outcome, fields): (String, HashMap<String, String>) = self
+            .run(
+                &SCRIPTS.submit,
+                &queue,
+                args![
+                    task.id,
+                    task.tenant,
+                    task.plugin,
+                    task.task_name,
+                    queue,
+                    task.input,
+                    task.priority.rank(),
+                    task.not_before.map(|t| t.to_string()).unwrap_or_default(),
+                    task.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+                    task.max_retries,
+                    limits,
+                ],
+            )
+            .await?;
+        self.remember(&task.id, &queue);
+        let record = decode_task(&fields)?;
+        if outcome == "exists" {
+            if record.tenant != task.tenant {
+                return Err(BrokerError::Conflict(format!("task id {} is already taken", task.id)));
+            }
+            return Ok(Submitted { task: record, created: false });
+        }
+        self.local_work.notify_waiters();
+        Ok(Submitted { task: record, created: true })
+    }
+
+    async fn lease(
+        &self,
+        worker: &str,
+        queues: &[String],
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, BrokerError> {
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let lease_ms = duration_ms(lease_for).min(MAX_LEASE_MS);
+        let first = usize::try_from(turn % queues.len() as u64).unwrap_or(0);
+        for queue in queues.iter().cycle().skip(first).take(queues.len()) {
+            loop {
+                let reply: Vec<Value> = self
+                    .run(
+                        &SCRIPTS.lease,
+                        queue,
+                        args![worker, lease_ms, priority_order(turn), turn % 1_000_000],
+                    )
+                    .await?;
+                let mut reply = reply.into_iter();
+                let outcome = reply.next().map(String::from_redis_value).transpose().ok().flatten();
+                match outcome.as_deref() {
+                    Some("leased") => {
+                        let fields: HashMap<String, String> = reply
+                            .next()
+                            .map(FromRedisValue::from_redis_value)
+                            .transpose()
+                            .map_err(|e| BrokerError::Storage(format!("unexpected lease reply: {e}")))?
+                            .unwrap_or_default();
+                        let ended: Vec<String> = reply
+                            .next()
+                            .map(FromRedisValue::from_redis_value)
+                            .transpose()
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default();
+                        self.retire_ids(&ended).await;
+                        match decode_task(&fields) {
+                            Ok(task) => {
+                                self.remember(&task.id, queue);
+                                return Ok(Some(Lease {
+                                    attempt: task.attempts,
+                                    task,
+                                    worker: worker.to_owned(),
+                                }));
+                            }
+                            Err(error) => {
+                                let id = fields.get("id").cloned().unwrap_or_default();
+                                let attempt = fields.get("attempts").cloned().unwrap_or_default();
+                                self.bury(
+                                    queue,
+                                    &id,
+                                    &attempt,
+                                    worker,
+                                    format!("undecodable task record: {error}"),
+                                )
+                                .await;
+                            }
+                        }
+                    }
+                    Some("none") => {
+                        let ended: Vec<String> = reply
+                            .next()
+                            .map(FromRedisValue::from_redis_value)
+                            .transpose()
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default();
+                        self.retire_ids(&ended).await;
+                        break;
+                    }
+                    _ => {
+                        return Err(BrokerError::Storage("unexpected reply from the lease script".to_owned()));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) {
+        let local = self.local_work.notified();
+        tokio::pin!(local);
+        local.as_mut().enable();
+        let remote: Vec<Arc<Notify>> = queues.iter().map(|q| self.watcher(q)).collect();
+        let mut remote_waits: Vec<_> = remote.iter().map(|n| Box::pin(n.notified())).collect();
+        for wait in &mut remote_waits {
+            wait.as_mut().enable();
+        }
+        let mut wait = timeout;
+        for queue in queues {
+            match self.due_in(queue).await {
+                Ok(Some(0)) => return,
+                Ok(Some(ms)) => wait = wait.min(Duration::from_millis(ms)),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read when the next task is due; waiting the full timeout");
+                }
+            }
+        }
+        let remote_any = async {
+            if remote_waits.is_empty() {
+                std::future::pending::<()>().await;
+            } else {
+                futures::future::select_all(remote_waits).await;
+            }
+        };
+        tokio::select! {
+            () = &mut local => {}
+            () = remote_any => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<LeaseState, BrokerError> {
+        let lease_ms = duration_ms(lease_for).min(MAX_LEASE_MS);
+        let state: String = self
+            .run(
+                &SCRIPTS.renew,
+                &lease.task.queue,
+                args![lease.task.id, lease.attempt, lease.worker, lease_ms],
+            )
+            .await?;
+        Ok(match state.as_str() {
+            "held" => LeaseState::Held,
+            "cancel" => LeaseState::CancelRequested,
+            _ => LeaseState::Lost,
+        })
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), BrokerError> {
+        let released: i64 = self
+            .run(&SCRIPTS.release, &lease.task.queue, args![lease.task.id, lease.attempt, lease.worker])
+            .await?;
+        if released == 1 {
+            self.local_work.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        lease: &Lease,
+        finish: Finish,
+        event: NewEvent,
+    ) -> Result<Option<Event>, BrokerError> {
+        let status = finish.status();
+        let (result, error, retry_at) = match finish {
+            Finish::Succeeded { result } => (Some(result), None, None),
+            Finish::Failed(error) | Finish::Cancelled(error) | Finish::Dead(error) => {
+                (None, Some(error), None)
+            }
+            Finish::Retry { error, at } => (None, Some(error), Some(at)),
+        };
+        let data = event.data.to_string();
+        let reply: Vec<Value> = self
+            .run(
+                &SCRIPTS.finish,
+                &lease.task.queue,
+                args![
+                    lease.task.id,
+                    lease.attempt,
+                    lease.worker,
+                    status.as_str(),
+                    result.as_deref().unwrap_or("\0"),
+                    error.as_ref().map_or("", |e| e.kind.as_str()),
+                    error.as_ref().map_or("", |e| e.message.as_str()),
+                    retry_at.map(|t| t.to_string()).unwrap_or_default(),
+                    event.event_type,
+                    data,
+                    event.ts,
+                ],
+            )
+            .await?;
+        let Some(seq) = ok_seq(&reply) else { return Ok(None) };
+        if retry_at.is_some() {
+            self.local_work.notify_waiters();
+        } else if status != TaskStatus::Dead {
+            self.retire_ids(std::slice::from_ref(&lease.task.id)).await;
+        }
+        Ok(Some(Event {
+            task_id: lease.task.id.clone(),
+            seq,
+            event_type: event.event_type,
+            data: event.data,
+            ts: event.ts,
+        }))
+    }
+
+    async fn set_progress(&self, lease: &Lease, percent: f32, message: &str) -> Result<(), BrokerError> {
+        let percent = if percent.is_nan() { 0.0 } else { f64::from(percent.clamp(0.0, 100.0)) };
+        let _: i64 = self
+            .run(
+                &SCRIPTS.progress,
+                &lease.task.queue,
+                args![lease.task.id, lease.attempt, lease.worker, percent.to_string(), message],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        event: NewEvent,
+    ) -> Result<(CancelResult, Option<Event>), BrokerError> {
+        let Some(queue) = self.queue_of(id).await? else {
+            return Err(BrokerError::NotFound(id.to_owned()));
+        };
+        let data = event.data.to_string();
+        let reply: Vec<Value> = self
+            .run(
+                &SCRIPTS.cancel,
+                &queue,
+                args![id, tenant.unwrap_or(""), event.event_type, data, event.ts, self.keys.cancel_channel()],
+            )
+            .await?;
+        let outcome = reply.first().cloned().map(String::from_redis_value).transpose().ok().flatten();
+        let seq = reply.get(1).cloned().map(u64::from_redis_value).transpose().ok().flatten();
+        let stored = |seq: u64| Event {
+            task_id: id.to_owned(),
+            seq,
+            event_type: event.event_type.clone(),
+            data: event.data.clone(),
+            ts: event.ts,
+        };
+        match (outcome.as_deref(), seq) {
+            (Some("cancelled"), Some(seq)) => {
+                self.retire_ids(&[id.to_owned()]).await;
+                Ok((CancelResult::Cancelled, Some(stored(seq))))
+            }
+            (Some("requested"), Some(seq)) => Ok((CancelResult::Requested, Some(stored(seq)))),
+            (Some("finished"), _) => Ok((CancelResult::AlreadyFinished, None)),
+            (Some("notfound"), _) => Err(BrokerError::NotFound(id.to_owned())),
+            _ => Err(BrokerError::Storage("unexpected reply from the cancel script".to_owned())),
+        }
+    }
+
+    async fn retry_dead(&self, tenant: Option<&str>, id: &str) -> Result<TaskRecord, BrokerError> {
+        let Some(queue) = self.queue_of(id).await? else {
+            return Err(BrokerError::NotFound(id.to_owned()));
+        };
+        let reply: Vec<Value> =
+            self.run(&SCRIPTS.retry_dead, &queue, args![id, tenant.unwrap_or("")]).await?;
+        let mut reply = reply.into_iter();
+        let outcome = reply.next().map(String::from_redis_value).transpose().ok().flatten();
+        match outcome.as_deref() {
+            Some("ok") => {
+                let fields: HashMap<String, String> = reply
+                    .next()
+                    .map(FromRedisValue::from_redis_value)
+                    .transpose()
+                    .map_err(|e| BrokerError::Storage(format!("unexpected retry reply: {e}")))?
+                    .unwrap_or_default();
+                let _: i64 = redis::cmd("PERSIST")
+                    .arg(self.keys.index(id))
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                self.local_work.notify_waiters();
+                decode_task(&fields)
+            }
+            Some("conflict") => {
+                let status =
+                    reply.next().map(String::from_redis_value).transpose().ok().flatten().unwrap_or_default();
+                Err(BrokerError::Conflict(format!(
+                    "task {id} is {status}, not dead: only dead tasks can be retried"
+                )))
+            }
+            Some("notfound") => Err(BrokerError::NotFound(id.to_owned())),
+            _ => Err(BrokerError::Storage("unexpected reply from the retry script".to_owned())),
+        }
+    }
+
+    async fn get(&self, tenant: Option<&str>, id: &str) -> Result<Option<TaskRecord>, BrokerError> {
+        let Some(queue) = self.queue_of(id).await? else { return Ok(None) };
+        let fields: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(self.keys.task(&queue, id)).query_async(&mut self.conn.clone()).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let task = decode_task(&fields)?;
+        Ok(tenant.is_none_or(|t| t == task.tenant).then_some(task))
+    }
+
+    async fn list(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, BrokerError> {
+        let limit = if filter.limit == 0 { DEFAULT_LIST_LIMIT } else { filter.limit };
+        let page = limit.clamp(50, 500);
+        let mut found: Vec<(i64, TaskRecord)> = Vec::new();
+        for queue in self.known_queues().await? {
+            let all = self.keys.of_queue(&queue, suffix::ALL);
+            let mut matched = 0;
+            let mut start = 0;
+            while matched < limit {
+                let ids: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                    .arg(&all)
+                    .arg(start)
+                    .arg(start + page - 1)
+                    .arg("REV")
+                    .arg("WITHSCORES")
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                if ids.is_empty() {
+                    break;
+                }
+                start += ids.len();
+                let mut pipe = redis::pipe();
+                for (id, _) in &ids {
+                    pipe.cmd("HGETALL").arg(self.keys.task(&queue, id));
+                }
+                let records: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await?;
+                let mut gone = Vec::new();
+                for ((id, created_us), fields) in ids.iter().zip(records) {
+                    if fields.is_empty() {
+                        gone.push(id.clone());
+                        continue;
+                    }
+                    let task = decode_task(&fields)?;
+                    if filter.tenant.as_ref().is_some_and(|t| *t != task.tenant)
+                        || filter.status.is_some_and(|s| s != task.status)
+                        || filter.plugin.as_ref().is_some_and(|p| *p != task.plugin)
+                    {
+                        continue;
+                    }
+                    matched += 1;
+                    found.push((*created_us as i64, task));
+                    if matched >= limit {
+                        break;
+                    }
+                }
+                if !gone.is_empty() {
+                    // Records that expired leave the listing too.
+                    let _: i64 =
+                        redis::cmd("ZREM").arg(&all).arg(&gone).query_async(&mut self.conn.clone()).await?;
+                    start -= gone.len();
+                }
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
+        found.truncate(limit);
+        Ok(found.into_iter().map(|(_, task)| task).collect())
+    }
+
+    async fn queue_stats(&self, tenant: Option<&str>) -> Result<Vec<QueueStats>, BrokerError> {
+        let mut stats = Vec::new();
+        for queue in self.known_queues().await? {
+            let field = |status: &str| match tenant {
+                Some(t) => format!("{status}@{t}"),
+                None => status.to_owned(),
+            };
+            let mut pipe = redis::pipe();
+            pipe.cmd("HMGET")
+                .arg(self.keys.of_queue(&queue, suffix::COUNTS))
+                .arg(field("queued"))
+                .arg(field("running"))
+                .arg(field("scheduled"))
+                .arg(field("retrying"))
+                .arg(field("dead"))
+                .arg("dead_letters");
+            pipe.cmd("SISMEMBER").arg(self.keys.of_queue(&queue, suffix::TENANTS)).arg(tenant.unwrap_or(""));
+            let (counts, has_tenant): (Vec<Option<i64>>, bool) =
+                pipe.query_async(&mut self.conn.clone()).await?;
+            if tenant.is_some() && !has_tenant {
+                continue;
+            }
+            let n = |i: usize| u64::try_from(counts.get(i).copied().flatten().unwrap_or(0)).unwrap_or(0);
+            let dead_letters = if tenant.is_none() { n(5) } else { 0 };
+            stats.push(QueueStats {
+                queue,
+                pending: n(0),
+                running: n(1),
+                scheduled: n(2) + n(3),
+                dead: n(4) + dead_letters,
+            });
+        }
+        Ok(stats)
+    }
+
+    async fn append_events(&self, task_id: &str, events: Vec<NewEvent>) -> Result<Vec<Event>, BrokerError> {
+        let Some(queue) = self.queue_of(task_id).await? else {
+            return Err(BrokerError::NotFound(task_id.to_owned()));
+        };
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = SCRIPTS.append_events.prepare_invoke();
+        invocation
+            .key(self.keys.of_queue(&queue, suffix::COUNTS))
+            .arg(self.keys.queue_base(&queue))
+            .arg(duration_ms(self.config.retention))
+            .arg(MAX_DELIVERIES)
+            .arg(task_id);
+        for event in &events {
+            invocation.arg(&event.event_type).arg(event.data.to_string()).arg(event.ts);
+        }
+        let reply: Vec<Value> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let mut reply = reply.into_iter();
+        match reply.next().map(String::from_redis_value).transpose().ok().flatten().as_deref() {
+            Some("ok") => {}
+            Some("notfound") => return Err(BrokerError::NotFound(task_id.to_owned())),
+            _ => return Err(BrokerError::Storage("unexpected reply from the events script".to_owned())),
+        }
+        let seqs: Vec<u64> = reply
+            .map(u64::from_redis_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| BrokerError::Storage(format!("unexpected events reply: {e}")))?;
+        Ok(events
+            .into_iter()
+            .zip(seqs)
+            .map(|(event, seq)| Event {
+                task_id: task_id.to_owned(),
+                seq,
+                event_type: event.event_type,
+                data: event.data,
+                ts: event.ts,
+            })
+            .collect())
+    }
+
+    async fn events_since(&self, task_id: &str, since: u64, limit: usize) -> Result<Vec<Event>, BrokerError> {
+        let Some(queue) = self.queue_of(task_id).await? else { return Ok(Vec::new()) };
+        let limit = if limit == 0 { DEFAULT_EVENTS_LIMIT } else { limit };
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(self.keys.events(&queue, task_id))
+            .arg(format!("{}-0", since.saturating_add(1)))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let seq = id.split('-').next().and_then(|s| s.parse().ok());
+                let data = fields.get("data").and_then(|d| serde_json::from_str::<Json>(d).ok());
+                let ts = fields.get("ts").and_then(|t| t.parse().ok());
+                match (seq, fields.get("type"), data, ts) {
+                    (Some(seq), Some(event_type), Some(data), Some(ts)) => Ok(Event {
+                        task_id: task_id.to_owned(),
+                        seq,
+                        event_type: event_type.clone(),
+                        data,
+                        ts,
+                    }),
+                    _ => Err(BrokerError::Storage(format!("task {task_id}: undecodable event {id}"))),
+                }
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+}
+
+/// The longest lease stored (about 31 years): keeps deadlines finite.
+const MAX_LEASE_MS: Millis = 1_000_000_000_000;
+
+fn duration_ms(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// The sequence id in a `{'ok', seq}` reply.
+fn ok_seq(reply: &[Value]) -> Option<u64> {
+    let outcome = reply.first().cloned().map(String::from_redis_value)?.ok()?;
+    if outcome != "ok" {
+        return None;
+    }
+    reply.get(1).cloned().map(u64::from_redis_value)?.ok()
+}
+
+/// A task record from its hash.
+fn decode_task(fields: &HashMap<String, String>) -> Result<TaskRecord, BrokerError> {
+    let id = fields.get("id").cloned().unwrap_or_default();
+    let bad = |field: &str, why: String| BrokerError::Storage(format!("task {id}: field {field}: {why}"));
+    let text = |field: &str| fields.get(field).cloned().ok_or_else(|| bad(field, "missing".to_owned()));
+    let optional = |field: &str| -> Result<Option<Millis>, BrokerError> {
+        match fields.get(field).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|e| bad(field, format!("{e}"))),
+        }
+    };
+    let number = |field: &str| -> Result<u32, BrokerError> {
+        text(field)?
+            .parse::<i64>()
+            .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+            .map_err(|e| bad(field, format!("{e}")))
+    };
+    let status = text("status")?;
+    let status =
+        TaskStatus::parse(&status).ok_or_else(|| bad("status", format!("unknown status {status:?}")))?;
+    let limits = serde_json::from_str(&text("limits")?).map_err(|e| bad("limits", format!("{e}")))?;
+    let error = fields.get("error_kind").map(|kind| ErrorInfo {
+        kind: kind.clone(),
+        message: fields.get("error_message").cloned().unwrap_or_default(),
+    });
+    Ok(TaskRecord {
+        tenant: text("tenant")?,
+        plugin: text("plugin")?,
+        task_name: text("task_name")?,
+        queue: text("queue")?,
+        status,
+        priority: Priority::from_rank(
+            text("priority")?.parse().map_err(|e| bad("priority", format!("{e}")))?,
+        ),
+        progress: text("progress")?.parse().map_err(|e| bad("progress", format!("{e}")))?,
+        message: fields.get("message").cloned().unwrap_or_default(),
+        input: text("input")?,
+        result: fields.get("result").cloned(),
+        error,
+        attempts: number("attempts")?,
+        max_retries: number("max_retries")?,
+        limits,
+        created_at: optional("created_at")?.ok_or_else(|| bad("created_at", "missing".to_owned()))?,
+        started_at: optional("started_at")?,
+        finished_at: optional("finished_at")?,
+        not_before: optional("not_before")?,
+        expires_at: optional("expires_at")?,
+        cancel_requested: fields.get("cancel_requested").is_some_and(|v| v == "1"),
+        id,
+    })
+}
