@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use taskhost_e2e::Host;
 use tokio_tungstenite::tungstenite::Message;
@@ -110,4 +110,83 @@ async fn a_stream_of_a_finished_task_replays_and_closes_and_an_unknown_task_is_4
         panic!("a stream of an unknown task must be refused");
     };
     assert!(err.to_string().contains("404"), "{err}");
+}
+
+/// Reads text messages until `done` accepts one or the deadline passes; returns all read.
+async fn read_until(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    deadline: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let reading = async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                let stop = done(&v);
+                seen.push(v);
+                if stop {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(deadline, reading).await;
+    seen
+}
+
+#[tokio::test]
+async fn the_queue_stream_reports_queue_status_and_task_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(host.ws("/ws/queue")).await.unwrap();
+    let first = read_until(&mut socket, Duration::from_secs(10), |_| true).await;
+    assert_eq!(first[0]["type"], "queue_status", "{first:?}");
+    for field in ["total_tasks", "active_tasks", "pending_tasks", "workers_online"] {
+        assert!(first[0][field].is_u64(), "{field}: {}", first[0]);
+    }
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "queue", "spin_ms": 300}})).await;
+    let seen = read_until(&mut socket, Duration::from_secs(60), |m| {
+        m["type"] == "task_status" && m["status"] == "succeeded"
+    })
+    .await;
+    let statuses: Vec<&str> = seen
+        .iter()
+        .filter(|m| m["type"] == "task_status" && m["task_id"] == id.as_str())
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.first(), Some(&"running"), "{seen:?}");
+    assert_eq!(statuses.last(), Some(&"succeeded"), "{seen:?}");
+    assert!(seen.iter().any(|m| m["type"] == "queue_status" && m["active_tasks"] == 1), "{seen:?}");
+    assert!(seen.iter().any(|m| m["type"] == "task_status" && m["progress"].is_number()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn the_events_stream_filters_by_plugin_and_event_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let url = host.ws("/ws/events?plugin=hello&event_type=run_completed");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // The server answers pings from inside its stream loop, which subscribes first: once the
+    // pong is back, the subscription exists.
+    socket.send(Message::Ping(b"sync".to_vec().into())).await.unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, Message::Pong(_)) {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(pong.await.unwrap_or(false), "no pong");
+    let other = host.submit(json!({"plugin": "hostile", "input": {"mode": "echo", "value": 1}})).await;
+    host.wait_finished(&other, Duration::from_secs(60)).await;
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "filtered"}})).await;
+    let seen = read_until(&mut socket, Duration::from_secs(60), |m| m["event_type"] == "run_completed").await;
+    assert!(!seen.is_empty());
+    for m in &seen {
+        assert_eq!(m["event_type"], "run_completed", "{m}");
+        assert_eq!(m["plugin"], "hello", "{m}");
+    }
+    assert_eq!(seen.last().unwrap()["task_id"], id.as_str());
 }

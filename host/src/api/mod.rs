@@ -44,6 +44,8 @@ pub struct AppState {
     pub max_input_bytes: usize,
     /// Tenants, tokens and quotas.
     pub tenants: Arc<Tenants>,
+    /// Worker slots on this host.
+    pub slots: usize,
 }
 
 /// The whole HTTP surface.
@@ -63,6 +65,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/ws/tasks/{id}", get(ws::task_stream))
+        .route("/ws/queue", get(ws::queue_stream))
+        .route("/ws/events", get(ws::events_stream))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(tasks::readyz))
         .route("/metrics", get(tasks::metrics))

@@ -1,9 +1,22 @@
-//! `WS /ws/tasks/{id}?since=SEQ`: a task's history, then its live events, joined by sequence id,
-//! closed after the terminal event.
+//! WebSocket streams. All of them feed from the host's one [`crate::events::EventHub`]
+//! subscription; no watcher holds a connection to the store of its own.
 //!
-//! Messages: `{"type":"event","task_id","seq","event_type","data","ts"}`. A client that loses the
-//! connection reconnects with `since` set to the last `seq` it saw and misses nothing. Pings every
-//! [`PING_INTERVAL`] keep idle connections alive through proxies.
+//! - `WS /ws/tasks/{id}?since=SEQ`: a task's history, then its live events, joined by sequence id,
+//!   closed after the terminal event. Messages: `{"type":"event","task_id","seq","event_type",
+//!   "data","ts"}`. A client that loses the connection reconnects with `since` set to the last
+//!   `seq` it saw and misses nothing.
+//! - `WS /ws/queue`: the tenant's queue at a glance, after the ADR queue notes: `queue_status`
+//!   (`total_tasks`, `active_tasks`, `pending_tasks`, `scheduled_tasks`, `dead_tasks`,
+//!   `workers_online`, per-queue counts) on connect, on every change (at most
+//!   [`QUEUE_STATUS_MIN_INTERVAL`] apart) and every [`QUEUE_STATUS_REFRESH`]; `task_status`
+//!   (`task_id`, `task_name`, `plugin`, `status`, `progress`, `message`) when a task starts,
+//!   progresses or ends.
+//! - `WS /ws/events?plugin=&event_type=`: every event of the tenant's tasks, filtered.
+//!
+//! A slow watcher never slows others: each has its own bounded view of the broadcast; one that
+//! falls too far behind, or does not take a message within [`SEND_TIMEOUT`], is closed with code
+//! [`CLOSE_LAGGED`] and a reason naming where to resume (`/ws/tasks` resumes exactly from the
+//! store instead). Pings every [`PING_INTERVAL`] keep idle connections alive through proxies.
 
 use std::time::Duration;
 
@@ -16,9 +29,18 @@ use serde_json::{Value, json};
 use super::Caller;
 use super::tasks::rfc3339;
 use super::{ApiError, AppState};
-use crate::events::Event;
+use crate::events::{Event, kind};
 
-const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Between two pings on an idle connection.
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Longest wait for a watcher to take one message before it is closed as too slow.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Close code for a watcher that fell behind: reconnect and resume.
+pub const CLOSE_LAGGED: u16 = 4008;
+/// Least time between two `queue_status` messages caused by changes.
+pub const QUEUE_STATUS_MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// `queue_status` is sent at least this often, changes or not.
+pub const QUEUE_STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 /// The JSON shape of an event, shared by REST and WebSocket.
 pub fn event_json(e: &Event) -> Value {
@@ -69,9 +91,10 @@ async fn stream_task_inner(state: AppState, id: String, since: u64, mut socket: 
         tokio::select! {
             next = follower.next() => match next {
                 Ok(Some(event)) => {
-                    let text = event_json(&event).to_string();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return; // the client went away
+                    if !send_json(&mut socket, &event_json(&event)).await {
+                        let reason = format!("too slow; resume with since={}", follower.last_seq());
+                        close(&mut socket, CLOSE_LAGGED, reason).await;
+                        return;
                     }
                 }
                 Ok(None) => {
@@ -96,4 +119,198 @@ async fn stream_task_inner(state: AppState, id: String, since: u64, mut socket: 
             }
         }
     }
+}
+
+/// Sends one JSON message; false when the client is gone or too slow to take it.
+async fn send_json(socket: &mut WebSocket, value: &Value) -> bool {
+    let message = Message::Text(value.to_string().into());
+    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: String) {
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+/// What a stream needs to know of a task to filter and label its events.
+#[derive(Clone)]
+struct TaskMeta {
+    tenant: String,
+    plugin: String,
+    task_name: String,
+}
+
+/// Looks tasks up once per watcher; bounded so a long-lived watcher does not grow forever.
+struct MetaCache {
+    known: std::collections::HashMap<String, Option<TaskMeta>>,
+}
+
+impl MetaCache {
+    const CAPACITY: usize = 10_000;
+
+    fn new() -> Self {
+        MetaCache { known: std::collections::HashMap::new() }
+    }
+
+    async fn get(&mut self, state: &AppState, task_id: &str) -> Option<TaskMeta> {
+        if let Some(meta) = self.known.get(task_id) {
+            return meta.clone();
+        }
+        let meta = state.broker.get(None, task_id).await.ok().flatten().map(|t| TaskMeta {
+            tenant: t.tenant,
+            plugin: t.plugin,
+            task_name: t.task_name,
+        });
+        if self.known.len() >= Self::CAPACITY {
+            self.known.clear();
+        }
+        self.known.insert(task_id.to_owned(), meta.clone());
+        meta
+    }
+}
+
+/// Query of `/ws/events`.
+#[derive(Debug, Deserialize)]
+pub struct EventsStreamQuery {
+    plugin: Option<String>,
+    event_type: Option<String>,
+}
+
+/// `WS /ws/events?plugin=&event_type=`.
+pub async fn events_stream(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Query(q): Query<EventsStreamQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |mut socket| async move {
+        crate::telemetry::watchers(1.0);
+        let mut live = state.hub.subscribe();
+        let mut meta = MetaCache::new();
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                received = live.recv() => match received {
+                    Ok(event) => {
+                        if q.event_type.as_deref().is_some_and(|t| t != event.event_type) {
+                            continue;
+                        }
+                        let Some(task) = meta.get(&state, &event.task_id).await else { continue };
+                        if tenant.scope().is_some_and(|t| t != task.tenant) || q.plugin.as_deref().is_some_and(|p| p != task.plugin) {
+                            continue;
+                        }
+                        let mut message = event_json(&event);
+                        message["plugin"] = json!(task.plugin);
+                        if !send_json(&mut socket, &message).await {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        let reason = format!("fell {missed} events behind; reconnect, and read missed events per task with /api/v1/tasks/{{id}}/events?since=");
+                        close(&mut socket, CLOSE_LAGGED, reason).await;
+                        break;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                incoming = socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => {
+                    if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        crate::telemetry::watchers(-1.0);
+    })
+}
+
+/// `WS /ws/queue`.
+pub async fn queue_stream(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |mut socket| async move {
+        crate::telemetry::watchers(1.0);
+        let mut live = state.hub.subscribe();
+        let mut meta = MetaCache::new();
+        let mut refresh = tokio::time::interval(QUEUE_STATUS_REFRESH);
+        let mut dirty = true;
+        let mut last_status: Option<tokio::time::Instant> = None;
+        loop {
+            let status_due = last_status.map_or(tokio::time::Instant::now(), |t| t + QUEUE_STATUS_MIN_INTERVAL);
+            tokio::select! {
+                _ = tokio::time::sleep_until(status_due), if dirty => {
+                    dirty = false;
+                    last_status = Some(tokio::time::Instant::now());
+                    let Some(status) = queue_status(&state, &tenant).await else { continue };
+                    if !send_json(&mut socket, &status).await {
+                        break;
+                    }
+                }
+                _ = refresh.tick() => dirty = true,
+                received = live.recv() => match received {
+                    Ok(event) => {
+                        let status = match event.event_type.as_str() {
+                            kind::RUN_STARTED => "running",
+                            kind::PROGRESS_UPDATE => "running",
+                            kind::RUN_COMPLETED | kind::RUN_FAILED | kind::RUN_CANCELLED | kind::RUN_RETRYING => {
+                                event.data.get("status").and_then(Value::as_str).unwrap_or("finished")
+                            }
+                            _ => continue,
+                        };
+                        let Some(task) = meta.get(&state, &event.task_id).await else { continue };
+                        if tenant.scope().is_some_and(|t| t != task.tenant) {
+                            continue;
+                        }
+                        if event.event_type != kind::PROGRESS_UPDATE {
+                            dirty = true;
+                        }
+                        let message = json!({
+                            "type": "task_status",
+                            "task_id": event.task_id,
+                            "task_name": task.task_name,
+                            "plugin": task.plugin,
+                            "status": status,
+                            "progress": event.data.get("percent"),
+                            "message": event.data.get("message").or_else(|| event.data.pointer("/error/message")),
+                            "ts": rfc3339(event.ts),
+                        });
+                        if !send_json(&mut socket, &message).await {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => dirty = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                incoming = socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        crate::telemetry::watchers(-1.0);
+    })
+}
+
+async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Option<Value> {
+    let stats = state.broker.queue_stats(tenant.scope()).await.ok()?;
+    let sum = |f: fn(&crate::queue::QueueStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let (pending, running, scheduled, dead) =
+        (sum(|q| q.pending), sum(|q| q.running), sum(|q| q.scheduled), sum(|q| q.dead));
+    Some(json!({
+        "type": "queue_status",
+        "total_tasks": pending + running + scheduled,
+        "active_tasks": running,
+        "pending_tasks": pending,
+        "scheduled_tasks": scheduled,
+        "dead_tasks": dead,
+        "workers_online": 1,
+        "slots": state.slots,
+        "queues": stats,
+    }))
 }

@@ -118,6 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         running: worker.running(),
         max_input_bytes: args.max_input_bytes,
         tenants: tenants.clone(),
+        slots: concurrency,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1130,15 +1130,9 @@ async fn watch_queue(
         // Something may have been appended between a waiter's look and this snapshot.
         notify.notify_waiters();
         loop {
-            let read = redis::cmd("XREAD")
-                .arg("BLOCK")
-                .arg(block_ms)
-                .arg("COUNT")
-                .arg(100)
-                .arg("STREAMS")
-                .arg(&key)
-                .arg(&last)
-                .query_async::<Value>(&mut conn);
+            let mut xread = redis::cmd("XREAD");
+            xread.arg("BLOCK").arg(block_ms).arg("COUNT").arg(100).arg("STREAMS").arg(&key).arg(&last);
+            let read = xread.query_async::<Value>(&mut conn);
             let read = tokio::select! {
                 read = read => read,
                 () = stop.cancelled() => return,
@@ -1326,7 +1320,9 @@ impl Broker for RedisBroker {
                         break;
                     }
                     _ => {
-                        return Err(BrokerError::Storage("unexpected reply from the lease script".to_owned()));
+                        return Err(BrokerError::Storage(
+                            "unexpected reply from the lease script".to_owned(),
+                        ));
                     }
                 }
             }
