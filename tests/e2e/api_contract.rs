@@ -61,6 +61,17 @@ async fn malformed_requests_get_typed_errors_and_the_host_keeps_serving() {
     let (status, body) = host.call(Method::GET, "/api/v1/tasks?status=bogus", None).await;
     assert_eq!(status, 400, "{body}");
 
+    let (status, body) = host.call(Method::GET, "/api/v1/tasks/x/events?since=minus-one", None).await;
+    assert_eq!((status, body["error"]["kind"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, body) = host.call(Method::GET, "/api/v1/tasks?limit=lots", None).await;
+    assert_eq!((status, body["error"]["kind"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, body) = host.call(Method::DELETE, "/api/v1/tasks", None).await;
+    assert_eq!((status, body["error"]["kind"].as_str()), (405, Some("method_not_allowed")), "{body}");
+    let (status, body) = host.call(Method::GET, "/api/v1/nope", None).await;
+    assert_eq!((status, body["error"]["kind"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, body) = host.call(Method::GET, "/nope", None).await;
+    assert_eq!((status, body["error"]["kind"].as_str()), (404, Some("not_found")), "{body}");
+
     // Still serving.
     let id = host.submit(json!({"plugin": "hello", "input": {"name": "still here"}})).await;
     let task = host.wait_finished(&id, std::time::Duration::from_secs(60)).await;

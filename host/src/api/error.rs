@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
+    /// 405 `method_not_allowed`.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::UnknownPlugin(_) => "unknown_plugin",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
@@ -71,6 +75,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnknownPlugin(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,5 +113,17 @@ impl From<BrokerError> for ApiError {
                 ApiError::Unavailable("the task store is unavailable; try again".into())
             }
         }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::InvalidRequest(format!("bad query string: {}", e.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::InvalidRequest(format!("bad path: {}", e.body_text()))
     }
 }

@@ -26,6 +26,16 @@ use crate::queue::Broker;
 use crate::tenant::Tenants;
 use crate::worker::RunningTasks;
 
+/// `Query<T>` whose rejection is an [`ApiError`] (400 with the error shape).
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `Path<T>` whose rejection is an [`ApiError`].
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
 /// Largest accepted task input, in bytes of JSON.
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 1 << 20;
 
@@ -59,11 +69,18 @@ pub fn router(state: AppState) -> Router {
         .route("/plugins", get(tasks::plugins))
         .route("/queues", get(tasks::queues))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("method not allowed on this route".into())
+        })
         // Room for the request's other fields around a maximal input; the input itself is
         // checked against `max_input_bytes` exactly.
         .layer(DefaultBodyLimit::max(state.max_input_bytes + (64 << 10)));
     Router::new()
         .nest("/api/v1", api)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("method not allowed on this route".into())
+        })
         .route("/ws/tasks/{id}", get(ws::task_stream))
         .route("/ws/queue", get(ws::queue_stream))
         .route("/ws/events", get(ws::events_stream))

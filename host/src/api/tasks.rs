@@ -2,15 +2,15 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::events::{NewEvent, kind};
 use crate::plugin::manifest::valid_name;
 use crate::queue::{
@@ -226,7 +226,7 @@ pub async fn submit(
 pub async fn get_task(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let task = state
         .broker
@@ -248,7 +248,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = match q.status.as_deref() {
         Some(s) => Some(
@@ -272,7 +272,7 @@ pub async fn list(
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let event = NewEvent::new(
         kind::RUN_CANCELLED,
@@ -306,7 +306,7 @@ pub async fn cancel(
 pub async fn retry(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let task = state.broker.retry_dead(tenant.scope(), &id).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": task.id, "status": task.status}))))
@@ -323,8 +323,8 @@ pub struct EventsQuery {
 pub async fn events(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     state
         .broker

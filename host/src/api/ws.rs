@@ -20,15 +20,15 @@
 
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Caller;
 use super::tasks::rfc3339;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::events::{Event, kind};
 
 /// Between two pings on an idle connection.
@@ -64,8 +64,8 @@ pub struct StreamQuery {
 pub async fn task_stream(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
-    Query(q): Query<StreamQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     state
@@ -180,7 +180,7 @@ pub struct EventsStreamQuery {
 pub async fn events_stream(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Query(q): Query<EventsStreamQuery>,
+    ApiQuery(q): ApiQuery<EventsStreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     upgrade.on_upgrade(move |mut socket| async move {
