@@ -162,3 +162,35 @@ async fn metrics_count_outcomes_and_queue_depths_in_prometheus_text() {
     assert!(text.contains("taskhost_queue_depth{queue=\"default\",state=\"pending\"} 0"), "{text}");
     assert!(text.contains("taskhost_fuel_used_total"), "{text}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_rest_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let (status, doc) = host.call(Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/tasks", "post"),
+        ("/api/v1/tasks", "get"),
+        ("/api/v1/tasks/{id}", "get"),
+        ("/api/v1/tasks/{id}/cancel", "post"),
+        ("/api/v1/tasks/{id}/retry", "post"),
+        ("/api/v1/tasks/{id}/events", "get"),
+        ("/api/v1/plugins", "get"),
+        ("/api/v1/queues", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from the document"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let status_enum = schemas["TaskStatus"]["enum"].as_array().unwrap();
+    assert_eq!(status_enum.len(), 9, "{status_enum:?}");
+    assert!(schemas["ErrorBody"]["properties"]["error"].is_object());
+    assert!(schemas["SubmitRequest"]["properties"]["plugin"].is_object());
+}

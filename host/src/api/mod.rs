@@ -7,6 +7,7 @@
 
 mod auth;
 mod error;
+pub mod openapi;
 mod tasks;
 mod ws;
 
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/events", get(tasks::events))
         .route("/plugins", get(tasks::plugins))
         .route("/queues", get(tasks::queues))
+        .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("method not allowed on this route".into())

@@ -19,13 +19,14 @@ use crate::queue::{
 use crate::sandbox::LimitsRequest;
 
 /// `POST /api/v1/tasks` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Plugin name (or a task name one plugin serves).
     pub plugin: String,
     /// The task's input; `{}` when absent.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub input: Option<Value>,
     /// Queue; the plugin's own by default.
     #[serde(default)]
@@ -54,7 +55,7 @@ pub struct SubmitRequest {
 }
 
 /// A task as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     id: String,
     plugin: String,
@@ -66,6 +67,7 @@ pub struct TaskView {
     progress: f32,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
     result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorInfo>,
@@ -133,6 +135,12 @@ fn valid_task_id(id: &str) -> bool {
 }
 
 /// `POST /api/v1/tasks`.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = SubmitRequest,
+    responses((status = 202, description = "Accepted", body = super::openapi::Submitted),
+              (status = 200, description = "A task with this id already exists", body = super::openapi::Submitted),
+              (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
+              (status = 403, body = super::openapi::ErrorBody), (status = 404, description = "Unknown plugin", body = super::openapi::ErrorBody),
+              (status = 413, body = super::openapi::ErrorBody), (status = 429, body = super::openapi::ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -223,6 +231,8 @@ pub async fn submit(
 }
 
 /// `GET /api/v1/tasks/{id}`.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = super::openapi::ErrorBody)))]
 pub async fn get_task(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -237,14 +247,20 @@ pub async fn get_task(
 }
 
 /// Query of `GET /api/v1/tasks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only tasks in this status.
     status: Option<String>,
+    /// Only this plugin's tasks.
     plugin: Option<String>,
+    /// At most this many (1-1000, default 100).
     limit: Option<usize>,
 }
 
 /// `GET /api/v1/tasks?status=&plugin=&limit=`.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, body = super::openapi::TaskList), (status = 400, body = super::openapi::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -269,6 +285,8 @@ pub async fn list(
 }
 
 /// `POST /api/v1/tasks/{id}/cancel`.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = super::openapi::CancelReply), (status = 404, body = super::openapi::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -303,6 +321,9 @@ pub async fn cancel(
 }
 
 /// `POST /api/v1/tasks/{id}/retry`: requeue a dead task.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path, description = "Task id")),
+    responses((status = 202, body = super::openapi::Submitted), (status = 404, body = super::openapi::ErrorBody),
+              (status = 409, description = "The task is not dead", body = super::openapi::ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -313,13 +334,18 @@ pub async fn retry(
 }
 
 /// Query of the events endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Only events with a larger sequence id.
     since: Option<u64>,
+    /// At most this many (1-10000, default 1000).
     limit: Option<usize>,
 }
 
 /// `GET /api/v1/tasks/{id}/events?since=SEQ&limit=N`.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path, description = "Task id"), EventsQuery),
+    responses((status = 200, body = super::openapi::EventsPage), (status = 400, body = super::openapi::ErrorBody), (status = 404, body = super::openapi::ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -339,6 +365,7 @@ pub async fn events(
 }
 
 /// `GET /api/v1/plugins`.
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", responses((status = 200, description = "Loaded plugins with their limits, and skipped plugin folders with the reason", body = Object)))]
 pub async fn plugins(State(state): State<AppState>, Caller(_tenant): Caller) -> Json<Value> {
     let plugins: Vec<Value> = state
         .plugins
@@ -368,12 +395,14 @@ pub async fn plugins(State(state): State<AppState>, Caller(_tenant): Caller) -> 
 }
 
 /// `GET /api/v1/queues`.
+#[utoipa::path(get, path = "/api/v1/queues", tag = "queues", responses((status = 200, body = super::openapi::QueuesReply)))]
 pub async fn queues(State(state): State<AppState>, Caller(tenant): Caller) -> Result<Json<Value>, ApiError> {
     let stats = state.broker.queue_stats(tenant.scope()).await?;
     Ok(Json(json!({"queues": stats, "running_here": state.running.ids().len()})))
 }
 
 /// `GET /readyz`: 200 when the broker answers and at least one plugin is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let broker = state.broker.ping().await;
     let ready = broker.is_ok() && !state.plugins.is_empty();
@@ -386,6 +415,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text. Queue depths are read from the broker now.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match state.broker.queue_stats(None).await {
         Ok(stats) => {

@@ -34,7 +34,7 @@ pub fn now_ms() -> Millis {
 }
 
 /// Where a task stands. Serialised in snake_case, as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Waiting for a worker.
@@ -103,7 +103,20 @@ impl TaskStatus {
 }
 
 /// Task priority. Higher priorities are leased first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Before everything else.
@@ -136,7 +149,7 @@ impl Priority {
 }
 
 /// `error` of a finished task: `kind` names the outcome (`invalid_input`, `out_of_fuel`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     /// The outcome's name, stable for clients to match on.
     pub kind: String,
@@ -280,7 +293,7 @@ impl Finish {
 }
 
 /// What a cancel request did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CancelResult {
     /// It had not started: it is now cancelled and will never run.
@@ -314,7 +327,7 @@ pub struct TaskFilter {
 }
 
 /// Counts per queue.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct QueueStats {
     /// Queue name.
     pub queue: String,

@@ -140,7 +140,7 @@ pub struct ManifestLimits {
 }
 
 /// The `limits` object of a submit request: the submitter may narrow fuel, time and memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
     /// Fuel units.
