@@ -227,9 +227,15 @@ fn oracle_venv(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// `npm install` in every `plugins/*/oracle` folder that has a `package.json`.
+/// `npm install` in every `plugins/*/oracle` folder and in `tests/browser` when they have a
+/// `package.json`.
 fn install_npm_oracles(root: &Path) -> Result<()> {
-    for package in oracle_files(root, "package.json") {
+    let mut packages = oracle_files(root, "package.json");
+    let browser = root.join("tests").join("browser").join("package.json");
+    if browser.is_file() {
+        packages.push(browser);
+    }
+    for package in packages {
         let dir = package.parent().expect("a file has a folder");
         if dir.join("node_modules").is_dir() {
             continue;
