@@ -123,3 +123,23 @@ async fn delayed_tasks_wait_and_expired_ones_never_run() {
     assert_eq!(task["status"], "expired", "{task}");
     assert_eq!(task["attempts"], 0);
 }
+
+#[tokio::test]
+async fn a_silent_running_task_is_flagged_stale_with_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = taskhost_e2e::HostOptions::new(&dir.path().join("data"));
+    options.extra = vec!["--stale-after".into(), "0.3".into()];
+    let host = Host::start_with(options).await.unwrap();
+    // `sleep` blocks in one WASI call: no progress, no events, no logs.
+    let id = host.submit(json!({"plugin": "hostile", "input": {"mode": "sleep", "ms": 60_000}})).await;
+    let task = host.wait_for(&id, MINUTE, |t| t["stale"] == true).await;
+    assert_eq!(task["status"], "running");
+    let (_, events) = host.call(Method::GET, &format!("/api/v1/tasks/{id}/events"), None).await;
+    let stale = events["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "run_stale").cloned();
+    let stale = stale.expect("a run_stale event");
+    assert!(stale["data"]["silent_ms"].as_u64().unwrap() >= 300, "{stale}");
+    let (_, listed) = host.call(Method::GET, "/api/v1/tasks?status=running", None).await;
+    assert_eq!(listed["tasks"][0]["stale"], true);
+    host.call(Method::POST, &format!("/api/v1/tasks/{id}/cancel"), None).await;
+    assert_eq!(host.wait_finished(&id, MINUTE).await["stale"], false);
+}

@@ -83,6 +83,8 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
     cancel_requested: bool,
+    /// Running, but silent for longer than the host's stale threshold.
+    stale: bool,
 }
 
 /// RFC 3339 with milliseconds, UTC.
@@ -124,6 +126,7 @@ impl TaskView {
             not_before: t.not_before.map(rfc3339),
             expires_at: t.expires_at.map(rfc3339),
             cancel_requested: t.cancel_requested,
+            stale: false,
         }
     }
 }
@@ -243,7 +246,9 @@ pub async fn get_task(
         .get(tenant.scope(), &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
-    Ok(Json(TaskView::from_record(task, true)))
+    let mut view = TaskView::from_record(task, true);
+    view.stale = view.status == TaskStatus::Running && state.running.is_stale(&view.id);
+    Ok(Json(view))
 }
 
 /// Query of `GET /api/v1/tasks`.
@@ -279,8 +284,17 @@ pub async fn list(
         plugin: q.plugin,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
-    let tasks: Vec<TaskView> =
-        state.broker.list(&filter).await?.into_iter().map(|t| TaskView::from_record(t, false)).collect();
+    let tasks: Vec<TaskView> = state
+        .broker
+        .list(&filter)
+        .await?
+        .into_iter()
+        .map(|t| {
+            let mut view = TaskView::from_record(t, false);
+            view.stale = view.status == TaskStatus::Running && state.running.is_stale(&view.id);
+            view
+        })
+        .collect();
     Ok(Json(json!({"tasks": tasks})))
 }
 

@@ -15,6 +15,7 @@ use crate::events::EventHub;
 use crate::plugin::PluginRegistry;
 use crate::queue::Broker;
 use crate::queue::embedded::EmbeddedBroker;
+use crate::queue::redis::{RedisBroker, RedisConfig};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::tenant::Tenants;
 use crate::worker::{Worker, WorkerSettings};
@@ -51,6 +52,10 @@ pub struct RunArgs {
     /// Also consume Celery messages. Not available yet.
     #[arg(long)]
     celery: bool,
+    /// Seconds a running task may stay silent (no progress, event or log) before it is flagged
+    /// stale in the API and with a `run_stale` event.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    stale_after: f64,
     /// Largest task input accepted, in bytes.
     #[arg(long, default_value_t = api::DEFAULT_MAX_INPUT_BYTES, value_name = "BYTES")]
     max_input_bytes: usize,
@@ -66,11 +71,8 @@ fn init_tracing() {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
     crate::telemetry::handle();
-    if let Some(url) = &args.redis {
-        bail!(
-            "--redis {url}: the Redis backend is not part of this build yet; omit --redis (and unset REDIS_URL) to use the embedded broker"
-        );
-    }
+    // A malformed URL is refused at once; an unreachable Redis is waited for below.
+    let redis_config = args.redis.as_deref().map(RedisConfig::new).transpose().context("--redis")?;
     let tenants = Arc::new(match &args.tenants {
         Some(path) => Tenants::load(path)?,
         None => Tenants::open(),
@@ -103,11 +105,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let plugins = Arc::new(plugins);
-    let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::open(&args.data_dir)?);
+    let broker: Arc<dyn Broker> = match redis_config {
+        Some(config) => match connect_redis(config).await {
+            Some(broker) => Arc::new(broker),
+            None => return Ok(ExitCode::SUCCESS),
+        },
+        None => Arc::new(EmbeddedBroker::open(&args.data_dir)?),
+    };
     let hub = EventHub::new(broker.clone());
     let queues = if args.queues.is_empty() { plugins.queues() } else { args.queues.clone() };
     let host_id = format!("{}-{}", hostname(), std::process::id());
-    let settings = WorkerSettings::new(concurrency, queues.clone(), host_id.clone());
+    let mut settings = WorkerSettings::new(concurrency, queues.clone(), host_id.clone());
+    settings.stale_after = Duration::from_secs_f64(args.stale_after.max(0.05));
     let worker =
         Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
 
@@ -155,6 +164,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = server.await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to Redis, trying again with backoff while it cannot be reached (each failure is
+/// logged with its reason); `None` when the host was told to stop meanwhile.
+async fn connect_redis(config: RedisConfig) -> Option<RedisBroker> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match RedisBroker::connect(config.clone()).await {
+            Ok(broker) => return Some(broker),
+            Err(error) => {
+                tracing::error!(%error, retry_in_secs = backoff.as_secs_f64(), "cannot use Redis; trying again");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = wait_for_signal() => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
 }
 
 async fn wait_for_signal() {

@@ -37,10 +37,20 @@ pub mod kind {
     pub const RUN_RETRYING: &str = "run_retrying";
     /// A client asked to cancel a running task.
     pub const CANCEL_REQUESTED: &str = "cancel_requested";
+    /// A running task has reported nothing for longer than the stale threshold.
+    pub const RUN_STALE: &str = "run_stale";
 
     /// Types only the host may emit.
-    pub const RESERVED: &[&str] =
-        &[RUN_STARTED, LOG, RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_RETRYING, CANCEL_REQUESTED];
+    pub const RESERVED: &[&str] = &[
+        RUN_STARTED,
+        LOG,
+        RUN_COMPLETED,
+        RUN_FAILED,
+        RUN_CANCELLED,
+        RUN_RETRYING,
+        CANCEL_REQUESTED,
+        RUN_STALE,
+    ];
 
     /// True for the types that end a task's stream.
     pub fn is_terminal(kind: &str) -> bool {

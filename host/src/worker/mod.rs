@@ -47,6 +47,9 @@ pub struct WorkerSettings {
     pub progress_event_interval: Duration,
     /// Wait after a broker error before trying again.
     pub broker_retry_delay: Duration,
+    /// A running task that reports nothing for this long is flagged stale (after the CVD notes:
+    /// a hung run looks alive to Celery).
+    pub stale_after: Duration,
 }
 
 impl WorkerSettings {
@@ -61,21 +64,31 @@ impl WorkerSettings {
             idle_wait: Duration::from_secs(1),
             progress_event_interval: Duration::from_millis(250),
             broker_retry_delay: Duration::from_millis(500),
+            stale_after: Duration::from_secs(300),
         }
     }
 }
 
-/// Tasks running on this host, by id, with the token that stops each.
+/// One task running on this host.
+struct RunningTask {
+    cancel: CancellationToken,
+    /// Milliseconds (since the Unix epoch) of the last report from the plugin.
+    last_activity_ms: std::sync::atomic::AtomicI64,
+    /// Flagged by the stale watchdog; cleared by the next report.
+    stale: std::sync::atomic::AtomicBool,
+}
+
+/// Tasks running on this host, by id: how to stop each, and when each last reported.
 #[derive(Default)]
 pub struct RunningTasks {
-    tasks: Mutex<HashMap<String, CancellationToken>>,
+    tasks: Mutex<HashMap<String, Arc<RunningTask>>>,
 }
 
 impl RunningTasks {
     /// Stops a task running on this host; false when it is not running here.
     pub fn cancel(&self, task_id: &str) -> bool {
         match self.tasks.lock() {
-            Ok(tasks) => tasks.get(task_id).map(|t| t.cancel()).is_some(),
+            Ok(tasks) => tasks.get(task_id).map(|t| t.cancel.cancel()).is_some(),
             Err(_) => false,
         }
     }
@@ -85,16 +98,54 @@ impl RunningTasks {
         self.tasks.lock().map(|t| t.keys().cloned().collect()).unwrap_or_default()
     }
 
-    fn insert(&self, id: &str, token: CancellationToken) {
+    /// True when the task runs here and has reported nothing for longer than the stale threshold.
+    pub fn is_stale(&self, task_id: &str) -> bool {
+        self.tasks
+            .lock()
+            .ok()
+            .and_then(|t| t.get(task_id).map(|t| t.stale.load(std::sync::atomic::Ordering::Relaxed)))
+            .unwrap_or(false)
+    }
+
+    fn insert(&self, id: &str, cancel: CancellationToken) -> Arc<RunningTask> {
+        let task = Arc::new(RunningTask {
+            cancel,
+            last_activity_ms: std::sync::atomic::AtomicI64::new(now_ms()),
+            stale: std::sync::atomic::AtomicBool::new(false),
+        });
         if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.insert(id.to_owned(), token);
+            tasks.insert(id.to_owned(), task.clone());
         }
+        task
     }
 
     fn remove(&self, id: &str) {
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.remove(id);
         }
+    }
+
+    /// Tasks silent for longer than `threshold` that are not flagged yet: flags them and returns
+    /// their ids with the silence in milliseconds.
+    fn newly_stale(&self, threshold: Duration) -> Vec<(String, i64)> {
+        let now = now_ms();
+        let Ok(tasks) = self.tasks.lock() else { return Vec::new() };
+        tasks
+            .iter()
+            .filter_map(|(id, t)| {
+                let silent = now - t.last_activity_ms.load(std::sync::atomic::Ordering::Relaxed);
+                let stale = silent > threshold.as_millis() as i64;
+                (stale && !t.stale.swap(true, std::sync::atomic::Ordering::Relaxed))
+                    .then(|| (id.clone(), silent))
+            })
+            .collect()
+    }
+}
+
+impl RunningTask {
+    fn touch(&self) {
+        self.last_activity_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+        self.stale.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -135,7 +186,10 @@ impl Worker {
             let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
             slots.spawn(async move { worker.slot_loop(slot, shutdown, hard_stop).await });
         }
+        let watchdog =
+            tokio::spawn(stale_watchdog(self.running.clone(), self.hub.clone(), self.settings.stale_after));
         shutdown.cancelled().await;
+        watchdog.abort();
         tracing::info!(grace_secs = grace.as_secs_f64(), running = self.running.ids().len(), "draining");
         let drained = tokio::time::timeout(grace, async { while slots.join_next().await.is_some() {} }).await;
         if drained.is_err() {
@@ -191,7 +245,7 @@ impl Worker {
         }
 
         let cancel = CancellationToken::new();
-        self.running.insert(&task.id, cancel.clone());
+        let running = self.running.insert(&task.id, cancel.clone());
         let (reports_tx, reports_rx) = mpsc::channel(256);
         let writer = tokio::spawn(write_reports(
             self.hub.clone(),
@@ -199,6 +253,7 @@ impl Worker {
             lease.clone(),
             reports_rx,
             self.settings.progress_event_interval,
+            running,
         ));
         let lost = CancellationToken::new();
         let renewer = tokio::spawn(renew_lease(
@@ -382,6 +437,7 @@ async fn write_reports(
     lease: Lease,
     mut reports: mpsc::Receiver<Report>,
     progress_interval: Duration,
+    running: Arc<RunningTask>,
 ) {
     let task_id = lease.task.id.clone();
     let mut pending_progress: Option<(f32, String)> = None;
@@ -398,6 +454,7 @@ async fn write_reports(
         };
         let closed = matches!(next, Some(None));
         if let Some(Some(first)) = next {
+            running.touch();
             let mut take = |r: Report| match r {
                 Report::Progress { percent, message } => pending_progress = Some((percent, message)),
                 Report::Event { kind, data } => batch.push(NewEvent::new(kind, data)),
@@ -436,6 +493,26 @@ async fn write_reports(
         }
         if closed {
             return;
+        }
+    }
+}
+
+/// Flags running tasks that have been silent for longer than `threshold` and records a
+/// `run_stale` event for each, once per silence.
+async fn stale_watchdog(running: Arc<RunningTasks>, hub: EventHub, threshold: Duration) {
+    let mut tick =
+        tokio::time::interval((threshold / 4).clamp(Duration::from_millis(100), Duration::from_secs(30)));
+    loop {
+        tick.tick().await;
+        for (task_id, silent_ms) in running.newly_stale(threshold) {
+            tracing::warn!(task = %task_id, silent_ms, "task looks stale: no report for a while");
+            let event = NewEvent::new(
+                kind::RUN_STALE,
+                json!({"silent_ms": silent_ms, "threshold_ms": threshold.as_millis() as u64}),
+            );
+            if let Err(error) = hub.append(&task_id, vec![event]).await {
+                tracing::warn!(task = %task_id, %error, "could not store run_stale");
+            }
         }
     }
 }
