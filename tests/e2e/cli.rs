@@ -115,6 +115,10 @@ async fn submit_wait_follow_status_and_plugins_work_against_a_running_host() {
     let task: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task["result"]["greeting"], "Hello, from a file!");
 
+    let out = run(vec!["tasks".into(), "--status".into(), "succeeded".into()]).await.unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("ID") && table.contains(&id) && table.contains("succeeded"), "{table}");
+
     let out = run(vec!["plugins".into()]).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hello") && text.contains("mismatched"), "{text}");
@@ -129,4 +133,35 @@ fn client_commands_say_when_no_host_is_running() {
     let out = host_cmd(&["status", "abc", "--server", "http://127.0.0.1:9"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `host run` running"));
+}
+
+#[tokio::test]
+async fn watch_prints_the_queue_and_finished_tasks_as_they_happen() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let mut watcher = Command::new(host_binary())
+        .args(["watch", "--server", &host.base])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).expect("a queue line");
+    assert!(first.starts_with("queue: "), "{first}");
+    let id = host.submit(serde_json::json!({"plugin": "hello", "input": {"name": "watched"}})).await;
+    let finished = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("watch output");
+        if line.starts_with(&id) {
+            break line;
+        }
+    };
+    assert!(finished.contains("succeeded"), "{finished}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 }

@@ -29,6 +29,22 @@ pub struct IdArgs {
     server: ServerArgs,
 }
 
+/// Arguments of `host tasks`.
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only tasks in this status (queued, running, succeeded, failed, ...).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this plugin's tasks.
+    #[arg(long)]
+    plugin: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 /// Arguments of `host submit`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -273,6 +289,123 @@ pub async fn plugins(args: ServerArgs) -> anyhow::Result<ExitCode> {
             problem["dir"].as_str().unwrap_or(""),
             problem["error"].as_str().unwrap_or("")
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_time(rfc3339: &Value) -> String {
+    rfc3339.as_str().and_then(|t| t.get(11..19)).unwrap_or("").to_owned()
+}
+
+/// `host tasks`.
+pub async fn tasks(args: TasksArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.server)?;
+    let mut query = format!("/api/v1/tasks?limit={}", args.limit);
+    if let Some(status) = &args.status {
+        query.push_str(&format!("&status={status}"));
+    }
+    if let Some(plugin) = &args.plugin {
+        query.push_str(&format!("&plugin={plugin}"));
+    }
+    let body = api.call(reqwest::Method::GET, &query, None).await?;
+    println!(
+        "{:<38} {:<10} {:<10} {:>5} {:>8} {:<8} ERROR",
+        "ID", "PLUGIN", "STATUS", "TRIES", "PROGRESS", "CREATED"
+    );
+    for t in body["tasks"].as_array().into_iter().flatten() {
+        println!(
+            "{:<38} {:<10} {:<10} {:>5} {:>7.0}% {:<8} {}",
+            t["id"].as_str().unwrap_or(""),
+            t["plugin"].as_str().unwrap_or(""),
+            t["status"].as_str().unwrap_or(""),
+            t["attempts"].as_u64().unwrap_or(0),
+            t["progress"].as_f64().unwrap_or(0.0),
+            short_time(&t["created_at"]),
+            t["error"]["kind"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `host watch`: redraws the queue and the running tasks as `/ws/queue` reports changes.
+pub async fn watch(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    use std::collections::BTreeMap;
+    use std::io::IsTerminal;
+    let api = Api::new(&args)?;
+    let tty = std::io::stdout().is_terminal();
+    let mut running: BTreeMap<String, (String, f64, String)> = BTreeMap::new();
+    let initial = api.call(reqwest::Method::GET, "/api/v1/tasks?status=running&limit=100", None).await?;
+    for t in initial["tasks"].as_array().into_iter().flatten() {
+        let id = t["id"].as_str().unwrap_or("").to_owned();
+        running.insert(
+            id,
+            (
+                t["plugin"].as_str().unwrap_or("").to_owned(),
+                t["progress"].as_f64().unwrap_or(0.0),
+                t["message"].as_str().unwrap_or("").to_owned(),
+            ),
+        );
+    }
+    let mut url = api.ws_url("/ws/queue");
+    if let Some(token) = &api.token {
+        url.push_str(&format!("?token={token}"));
+    }
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(&url).await.with_context(|| format!("cannot watch {url}"))?;
+    let mut status = Value::Null;
+    while let Some(message) = socket.next().await {
+        let Ok(tungstenite::Message::Text(text)) = message else { continue };
+        let Ok(m) = serde_json::from_str::<Value>(&text) else { continue };
+        match m["type"].as_str() {
+            Some("queue_status") => status = m,
+            Some("task_status") => {
+                let id = m["task_id"].as_str().unwrap_or("").to_owned();
+                if m["status"] == "running" {
+                    let entry = running.entry(id).or_insert_with(|| {
+                        (m["plugin"].as_str().unwrap_or("").to_owned(), 0.0, String::new())
+                    });
+                    if let Some(p) = m["progress"].as_f64() {
+                        entry.1 = p;
+                    }
+                    if let Some(msg) = m["message"].as_str() {
+                        entry.2 = msg.to_owned();
+                    }
+                } else {
+                    running.remove(&id);
+                    if !tty {
+                        println!(
+                            "{} {} {}",
+                            id,
+                            m["status"].as_str().unwrap_or(""),
+                            m["message"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            _ => continue,
+        }
+        if tty {
+            print!("\x1b[2J\x1b[H");
+        }
+        println!(
+            "queue: {} total, {} running, {} pending, {} scheduled, {} dead; {} host(s) online",
+            status["total_tasks"],
+            status["active_tasks"],
+            status["pending_tasks"],
+            status["scheduled_tasks"],
+            status["dead_tasks"],
+            status["workers_online"]
+        );
+        if tty {
+            for (id, (plugin, progress, message)) in &running {
+                let filled = (progress / 5.0).round().clamp(0.0, 20.0) as usize;
+                println!(
+                    "{id:<38} {plugin:<10} [{}{}] {progress:>5.1}% {message}",
+                    "#".repeat(filled),
+                    ".".repeat(20 - filled)
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

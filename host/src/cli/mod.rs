@@ -29,6 +29,10 @@ enum Command {
     Cancel(client::IdArgs),
     /// Show queue counts.
     Queues(client::ServerArgs),
+    /// List tasks as a table (newest first).
+    Tasks(client::TasksArgs),
+    /// A live view of the queue and the running tasks (Ctrl-C to leave).
+    Watch(client::ServerArgs),
     /// List the plugins a host serves, with their limits.
     Plugins(client::ServerArgs),
     /// Print a new random API token and the SHA-256 to put in a tenants file.
@@ -52,6 +56,8 @@ pub fn main() -> std::process::ExitCode {
             Command::Status(args) => client::status(args).await,
             Command::Cancel(args) => client::cancel(args).await,
             Command::Queues(args) => client::queues(args).await,
+            Command::Tasks(args) => client::tasks(args).await,
+            Command::Watch(args) => client::watch(args).await,
             Command::Plugins(args) => client::plugins(args).await,
             Command::Token => token(),
         }
