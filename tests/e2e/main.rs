@@ -3,6 +3,7 @@
 mod api_contract;
 mod cli;
 mod lifecycle;
+mod plugin_cvd;
 mod restart;
 mod streaming;
 mod tenants;

@@ -1,0 +1,317 @@
+//! The films the plugin deposits, each with its precursor chemistry, a reference recipe with a
+//! published deposition rate that calibrates the Grove model, and the mechanical constants that
+//! give its stress.
+//!
+//! Calibration, and why it is done this way: a CVD rate constant `k_s = k0 exp(−Ea/kT)` is rarely
+//! published as such; what handbooks and papers report is a deposition rate at a recipe and an
+//! apparent activation energy. Each material therefore carries a reference recipe, the rate
+//! reported for it and `Ea`; [`crate::grove::calibrate_pre_exponential`] inverts the Grove model
+//! at that recipe to obtain `k0`. At the reference recipe the model returns the published rate
+//! exactly, and elsewhere it extrapolates with the Arrhenius law and the transport model. Stress is
+//! calibrated the same way: the intrinsic stress is the published total (room-temperature) stress
+//! at the reference temperature minus the thermal-mismatch part the model computes there.
+//!
+//! The sources are listed per field and, with the same wording, in the README's parameter table.
+//! Values marked *representative* are typical of the process, not a single measurement; every one
+//! of them can be overridden per step (`model` in the input).
+
+use serde::{Deserialize, Serialize};
+
+use crate::gas::{Species, species};
+
+/// Linear thermal expansion of the silicon substrate near room temperature, 1/K
+/// (Okada & Tokumaru, J. Appl. Phys. 56, 314 (1984): 2.6 × 10⁻⁶ /K at 300 K).
+pub const SILICON_THERMAL_EXPANSION: f64 = 2.6e-6;
+/// Biaxial modulus `E/(1−ν)` of a (100) silicon wafer, Pa (Brantley, J. Appl. Phys. 44, 534
+/// (1973); Hopcroft, Nix & Kenny, J. Microelectromech. Syst. 19, 229 (2010): 180.5 GPa).
+pub const SILICON_100_BIAXIAL_MODULUS: f64 = 180.5e9;
+/// Room temperature, where the stress of a film is measured after cool-down, °C.
+pub const ROOM_TEMPERATURE_C: f64 = 25.0;
+
+/// A film material of the issue's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum FilmMaterial {
+    /// Stoichiometric LPCVD silicon nitride from dichlorosilane and ammonia.
+    #[serde(rename = "Si3N4")]
+    SiliconNitride,
+    /// LPCVD silicon dioxide from TEOS pyrolysis.
+    #[serde(rename = "SiO2")]
+    SiliconDioxide,
+    /// LPCVD polycrystalline silicon from silane.
+    #[serde(rename = "poly-Si", alias = "polysilicon", alias = "poly_si")]
+    Polysilicon,
+    /// Titanium nitride by MOCVD from TDMAT (a diffusion barrier).
+    #[serde(rename = "TiN")]
+    TitaniumNitride,
+    /// Tungsten by hydrogen reduction of WF6 (contact and via fill).
+    #[serde(rename = "W", alias = "tungsten")]
+    Tungsten,
+}
+
+/// A carrier or co-reactant gas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum CarrierGas {
+    /// Nitrogen.
+    N2,
+    /// Hydrogen.
+    H2,
+    /// Argon.
+    Ar,
+    /// Helium.
+    He,
+    /// Ammonia (the nitrogen source of Si3N4, in excess).
+    NH3,
+}
+
+impl CarrierGas {
+    /// Its kinetic-theory parameters.
+    pub fn species(self) -> Species {
+        match self {
+            CarrierGas::N2 => species::nitrogen(),
+            CarrierGas::H2 => species::hydrogen(),
+            CarrierGas::Ar => species::argon(),
+            CarrierGas::He => species::helium(),
+            CarrierGas::NH3 => species::ammonia(),
+        }
+    }
+}
+
+/// A recipe at which a deposition rate has been reported.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReferenceRecipe {
+    /// °C.
+    pub temperature_c: f64,
+    /// Torr.
+    pub pressure_torr: f64,
+    /// sccm.
+    pub precursor_flow_sccm: f64,
+    /// sccm.
+    pub carrier_gas_flow_sccm: f64,
+    /// The deposition rate reported at this recipe, nm/min.
+    pub rate_nm_min: f64,
+}
+
+/// Everything the model needs to know about one film material.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MaterialData {
+    /// As written in the input (`Si3N4`, `poly-Si`, ...).
+    pub name: &'static str,
+    /// The overall reaction modelled.
+    pub chemistry: &'static str,
+    /// The precursor whose transport and reaction limit growth.
+    pub precursor: Species,
+    /// The default carrier (or excess co-reactant) gas.
+    pub default_carrier: CarrierGas,
+    /// Precursor molecules consumed per formula unit of film (3 SiH2Cl2 per Si3N4).
+    pub precursors_per_formula_unit: f64,
+    /// Film density, g/cm³.
+    pub density_g_cm3: f64,
+    /// Molar mass of one formula unit of film, g/mol.
+    pub formula_molar_mass_g_mol: f64,
+    /// The calibration recipe and its rate.
+    pub reference: ReferenceRecipe,
+    /// Apparent activation energy of the surface reaction, eV.
+    pub activation_energy_ev: f64,
+    /// The usual range of deposition rates of this process, nm/min; outside it, `rate_anomaly`.
+    pub typical_rate_band_nm_min: (f64, f64),
+    /// Total film stress at room temperature after deposition at the reference temperature, MPa
+    /// (positive = tensile). `None`: no intrinsic stress is assumed (thermal mismatch only).
+    pub reference_total_stress_mpa: Option<f64>,
+    /// Young's modulus, GPa.
+    pub youngs_modulus_gpa: f64,
+    /// Poisson's ratio.
+    pub poisson_ratio: f64,
+    /// Linear thermal expansion coefficient, 10⁻⁶/K.
+    pub thermal_expansion_ppm_k: f64,
+    /// Where the numbers come from, in one line.
+    pub sources: &'static str,
+}
+
+impl FilmMaterial {
+    /// Every material, in the order of the issue.
+    pub const ALL: [FilmMaterial; 5] = [
+        FilmMaterial::SiliconNitride,
+        FilmMaterial::SiliconDioxide,
+        FilmMaterial::Polysilicon,
+        FilmMaterial::TitaniumNitride,
+        FilmMaterial::Tungsten,
+    ];
+
+    /// The material's data (see the README's parameter table for the sources in full).
+    pub fn data(self) -> MaterialData {
+        match self {
+            // LPCVD nitride: 3 SiH2Cl2 + 4 NH3 → Si3N4 + 6 HCl + 6 H2, 700–800 °C, 0.1–0.5 Torr,
+            // ~3 nm/min (Plummer, Deal & Griffin, Silicon VLSI Technology (2000), ch. 9; Wolf &
+            // Tauber, Silicon Processing for the VLSI Era vol. 1 (1986), ch. 6). Stoichiometric
+            // LPCVD nitride is tensile at about 1.1 GPa (Irene, J. Electron. Mater. 5, 287 (1976);
+            // Habermehl, J. Appl. Phys. 83, 4672 (1998)). E, ν from bulge tests of LPCVD SiNx
+            // (Vlassak & Nix, J. Mater. Res. 7, 3242 (1992)); α representative.
+            FilmMaterial::SiliconNitride => MaterialData {
+                name: "Si3N4",
+                chemistry: "3 SiH2Cl2 + 4 NH3 -> Si3N4 + 6 HCl + 6 H2",
+                precursor: species::dichlorosilane(),
+                default_carrier: CarrierGas::NH3,
+                precursors_per_formula_unit: 3.0,
+                density_g_cm3: 3.1,
+                formula_molar_mass_g_mol: 140.28,
+                reference: ReferenceRecipe {
+                    temperature_c: 780.0,
+                    pressure_torr: 0.3,
+                    precursor_flow_sccm: 30.0,
+                    carrier_gas_flow_sccm: 100.0,
+                    rate_nm_min: 3.0,
+                },
+                activation_energy_ev: 1.8,
+                typical_rate_band_nm_min: (1.0, 8.0),
+                reference_total_stress_mpa: Some(1100.0),
+                youngs_modulus_gpa: 222.0,
+                poisson_ratio: 0.28,
+                thermal_expansion_ppm_k: 3.3,
+                sources: "rate: Plummer/Deal/Griffin 2000 ch. 9, Wolf & Tauber 1986 ch. 6; stress: Irene 1976, \
+                          Habermehl 1998; E, nu: Vlassak & Nix 1992",
+            },
+            // LPCVD TEOS oxide: Si(OC2H5)4 → SiO2 + by-products, 650–750 °C, 0.2–1 Torr, ~10 nm/min
+            // and Ea ≈ 1.9 eV (Becker et al., J. Vac. Sci. Technol. B 5, 1555 (1987); Adams & Capio,
+            // J. Electrochem. Soc. 126, 1042 (1979)). Mildly compressive, ~100 MPa (Adams, in Sze
+            // (ed.), VLSI Technology, 2nd ed. (1988), ch. 6). E, ν, α of fused silica.
+            FilmMaterial::SiliconDioxide => MaterialData {
+                name: "SiO2",
+                chemistry: "Si(OC2H5)4 -> SiO2 + 4 C2H4 + 2 H2O (TEOS pyrolysis)",
+                precursor: species::teos(),
+                default_carrier: CarrierGas::N2,
+                precursors_per_formula_unit: 1.0,
+                density_g_cm3: 2.2,
+                formula_molar_mass_g_mol: 60.084,
+                reference: ReferenceRecipe {
+                    temperature_c: 700.0,
+                    pressure_torr: 0.3,
+                    precursor_flow_sccm: 50.0,
+                    carrier_gas_flow_sccm: 50.0,
+                    rate_nm_min: 10.0,
+                },
+                activation_energy_ev: 1.9,
+                typical_rate_band_nm_min: (3.0, 30.0),
+                reference_total_stress_mpa: Some(-100.0),
+                youngs_modulus_gpa: 72.0,
+                poisson_ratio: 0.17,
+                thermal_expansion_ppm_k: 0.5,
+                sources: "rate, Ea: Becker et al. 1987, Adams & Capio 1979; stress: Adams in Sze 1988 ch. 6; \
+                          E, nu, alpha: fused silica",
+            },
+            // LPCVD poly-Si: SiH4 → Si + 2 H2, 580–650 °C, 0.2–1 Torr of silane, 5–20 nm/min,
+            // Ea ≈ 1.7 eV (Kamins, Polycrystalline Silicon for Integrated Circuits and Displays,
+            // 2nd ed. (1998), ch. 1). As deposited near 620 °C it is compressive, a few hundred MPa
+            // (Krulevitch et al., Transducers '91, 949 (1991)). E, ν: Sharpe et al., MEMS '97 (1997).
+            FilmMaterial::Polysilicon => MaterialData {
+                name: "poly-Si",
+                chemistry: "SiH4 -> Si + 2 H2",
+                precursor: species::silane(),
+                default_carrier: CarrierGas::N2,
+                precursors_per_formula_unit: 1.0,
+                density_g_cm3: 2.329,
+                formula_molar_mass_g_mol: 28.086,
+                reference: ReferenceRecipe {
+                    temperature_c: 620.0,
+                    pressure_torr: 0.25,
+                    precursor_flow_sccm: 100.0,
+                    carrier_gas_flow_sccm: 0.0,
+                    rate_nm_min: 8.0,
+                },
+                activation_energy_ev: 1.7,
+                typical_rate_band_nm_min: (2.0, 20.0),
+                reference_total_stress_mpa: Some(-250.0),
+                youngs_modulus_gpa: 169.0,
+                poisson_ratio: 0.22,
+                thermal_expansion_ppm_k: 2.6,
+                sources: "rate, Ea: Kamins 1998 ch. 1; stress: Krulevitch et al. 1991; E, nu: Sharpe et al. 1997",
+            },
+            // MOCVD TiN barrier from TDMAT, 350–450 °C, below 1 Torr. The reference rate and Ea are
+            // representative assumptions (rates of a few to tens of nm/min are usual for this
+            // process); no intrinsic stress is assumed, so the stress is the thermal mismatch of
+            // dense TiN (E, α of bulk TiN: CRC Handbook / Touloukian).
+            FilmMaterial::TitaniumNitride => MaterialData {
+                name: "TiN",
+                chemistry: "Ti[N(CH3)2]4 -> TiN + organic by-products (MOCVD, TDMAT)",
+                precursor: species::tdmat(),
+                default_carrier: CarrierGas::He,
+                precursors_per_formula_unit: 1.0,
+                density_g_cm3: 5.22,
+                formula_molar_mass_g_mol: 61.874,
+                reference: ReferenceRecipe {
+                    temperature_c: 400.0,
+                    pressure_torr: 0.45,
+                    precursor_flow_sccm: 20.0,
+                    carrier_gas_flow_sccm: 200.0,
+                    rate_nm_min: 10.0,
+                },
+                activation_energy_ev: 0.6,
+                typical_rate_band_nm_min: (2.0, 50.0),
+                reference_total_stress_mpa: None,
+                youngs_modulus_gpa: 450.0,
+                poisson_ratio: 0.25,
+                thermal_expansion_ppm_k: 9.35,
+                sources: "rate, Ea: representative assumptions for TDMAT MOCVD; E, alpha: bulk TiN (CRC, Touloukian)",
+            },
+            // Blanket CVD W: WF6 + 3 H2 → W + 6 HF, 350–475 °C, tens of Torr, 100–500 nm/min,
+            // Ea ≈ 0.7 eV (Broadbent & Ramiller, J. Electrochem. Soc. 131, 1427 (1984); McConica &
+            // Krishnamani, J. Electrochem. Soc. 133, 2542 (1986)). CVD W is tensile, about 1 GPa
+            // (Schmitz, CVD of Tungsten and Tungsten Silicides for VLSI/ULSI Applications (1992)).
+            // E, ν, α of bulk W (CRC Handbook).
+            FilmMaterial::Tungsten => MaterialData {
+                name: "W",
+                chemistry: "WF6 + 3 H2 -> W + 6 HF",
+                precursor: species::tungsten_hexafluoride(),
+                default_carrier: CarrierGas::H2,
+                precursors_per_formula_unit: 1.0,
+                density_g_cm3: 19.25,
+                formula_molar_mass_g_mol: 183.84,
+                reference: ReferenceRecipe {
+                    temperature_c: 400.0,
+                    pressure_torr: 40.0,
+                    precursor_flow_sccm: 75.0,
+                    carrier_gas_flow_sccm: 750.0,
+                    rate_nm_min: 200.0,
+                },
+                activation_energy_ev: 0.71,
+                typical_rate_band_nm_min: (30.0, 600.0),
+                reference_total_stress_mpa: Some(1000.0),
+                youngs_modulus_gpa: 411.0,
+                poisson_ratio: 0.28,
+                thermal_expansion_ppm_k: 4.5,
+                sources: "rate, Ea: Broadbent & Ramiller 1984, McConica & Krishnamani 1986; stress: Schmitz 1992; \
+                          E, nu, alpha: CRC Handbook",
+            },
+        }
+    }
+}
+
+impl MaterialData {
+    /// Precursor molecules consumed per cm³ of film: `ρ N_A / M × n`.
+    pub fn precursor_molecules_per_cm3(&self) -> f64 {
+        self.density_g_cm3 * crate::gas::AVOGADRO / self.formula_molar_mass_g_mol
+            * self.precursors_per_formula_unit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_rate_lies_in_its_own_band() {
+        for material in FilmMaterial::ALL {
+            let d = material.data();
+            let (lo, hi) = d.typical_rate_band_nm_min;
+            assert!(lo < d.reference.rate_nm_min && d.reference.rate_nm_min < hi, "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn film_atom_densities_are_those_of_the_solids() {
+        // Silicon: 4.99e22 atoms/cm³; tungsten: 6.3e22.
+        let si = FilmMaterial::Polysilicon.data().precursor_molecules_per_cm3();
+        assert!((si / 4.99e22 - 1.0).abs() < 0.01, "{si}");
+        let w = FilmMaterial::Tungsten.data().precursor_molecules_per_cm3();
+        assert!((w / 6.31e22 - 1.0).abs() < 0.01, "{w}");
+    }
+}
