@@ -4,7 +4,8 @@
 //! # Keys
 //! Every key name is built by [`Keys`], and by the Lua preamble generated from the same constants.
 //! Everything about one queue lives under one Redis Cluster hash tag, `<prefix>:{<queue>}:`, so
-//! that every script (each touches many keys of one queue) runs on one node:
+//! that every script (each touches many keys of one queue) runs on one node (`…` below stands for
+//! `<prefix>:`, `taskhost:` by default):
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
@@ -40,8 +41,15 @@
 //!   reaps lapsed leases: a task whose deadline passed goes back to `released` (or to its end:
 //!   `cancelled` when a cancel was requested, dead after [`MAX_DELIVERIES`] deliveries), and the
 //!   next lease `XCLAIM`s its pending entry for the new worker, counting the delivery. The lease
-//!   clock is a sorted set rather than the entry's idle time (`XAUTOCLAIM`) because leases of one
-//!   queue may have different durations.
+//!   clock is a sorted set rather than the entry's idle time because leases of one queue may have
+//!   different durations (each call to `lease` names its own).
+//! - **Sweep.** Every host, every [`RedisConfig::sweep_interval`], runs [`RedisBroker::sweep`]
+//!   on each queue: `XAUTOCLAIM` takes back entries pending longer than
+//!   [`RedisConfig::stranded_after`] (running tasks are renewed far more often) and puts right
+//!   any that no lease accounts for (the task waits again, or the entry goes to the dead
+//!   letters); consumers of hosts long gone are removed; listing entries of expired records are
+//!   forgotten. Nothing in normal operation strands an entry (every step is one script); the
+//!   sweep is there for steps cut short by a failing script or a hand on the keys.
 //! - **Fencing.** `renew`, `set_progress`, `release` and `finish` change the record only while
 //!   status is `running` and attempt and worker still match.
 //! - **Delays, retries, expiry.** Start times and retry backoffs wait in `delayed`; the lease
@@ -64,7 +72,9 @@
 //!   queue's `wake` stream, which every step that makes work runnable appends to; they also wake
 //!   at the next start time or lease deadline. Blocking on the signal rather than on
 //!   `XREADGROUP` keeps delivery inside the lease script: a blocking group read would hand an
-//!   entry to a host before any of its workers holds a lease on it.
+//!   entry to a host before any of its workers holds a lease on it. Waiting returns at once
+//!   while the queue counts waiting tasks, unless leases right after such returns kept finding
+//!   nothing (a stranded entry, until the sweep): then it waits for a signal instead of spinning.
 //!
 //! # Connections
 //! Commands go through a [`ConnectionManager`] (standalone) or a cluster connection (Cluster,
@@ -74,7 +84,7 @@
 //! backoff.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -107,6 +117,9 @@ const DEFAULT_LIST_LIMIT: usize = 100;
 /// [`Broker::events_since`] with `limit: 0` returns at most this many events.
 const DEFAULT_EVENTS_LIMIT: usize = 1000;
 
+/// See `RedisBroker::futile_wakes`.
+const FUTILE_WAKES_TOLERATED: u32 = 3;
+
 /// How many id-to-queue mappings a broker remembers before it forgets them all.
 const QUEUE_CACHE_LIMIT: usize = 65_536;
 
@@ -126,6 +139,14 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// How long one blocking read of a queue's wake stream lasts before it is issued again.
     pub wake_block: Duration,
+    /// A stream entry pending this long without being renewed is checked by the sweep (see
+    /// [`RedisBroker::sweep`]).
+    pub stranded_after: Duration,
+    /// How often each host sweeps the queues (see [`RedisBroker::sweep`]).
+    pub sweep_interval: Duration,
+    /// A consumer (worker) of a queue stream that holds nothing and was idle this long is
+    /// removed from its group by the sweep: workers of hosts long gone.
+    pub consumer_idle_limit: Duration,
 }
 
 impl RedisConfig {
@@ -153,6 +174,9 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             wake_block: Duration::from_secs(1),
+            stranded_after: Duration::from_secs(3600),
+            sweep_interval: Duration::from_secs(600),
+            consumer_idle_limit: Duration::from_secs(3600),
         })
     }
 
@@ -372,6 +396,15 @@ local function enqueue(id, tenant, rank)
   wake()
 end
 
+-- Moves a stream entry that no task expects to the dead letters, with the reason.
+local function dead_letter(s, entry_id, fields, reason)
+  redis.call('XADD', K_DEAD_LETTERS, '*', 'stream', s, 'entry', entry_id, 'reason', reason,
+             'fields', cjson.encode(fields), 'at', num(NOW))
+  redis.call('XACK', s, GROUP, entry_id)
+  redis.call('XDEL', s, entry_id)
+  redis.call('HINCRBY', K_COUNTS, 'dead_letters', 1)
+end
+
 -- The record of a lease still held by this attempt and worker, or nil.
 local function fenced(id, attempt, worker)
   local h = meta(id)
@@ -492,13 +525,6 @@ local function expired(h)
   return h.expires_at and tonumber(h.expires_at) < NOW
 end
 
-local function dead_letter(s, entry_id, fields, reason)
-  redis.call('XADD', K_DEAD_LETTERS, '*', 'stream', s, 'entry', entry_id, 'reason', reason,
-             'fields', cjson.encode(fields), 'at', num(NOW))
-  redis.call('XACK', s, GROUP, entry_id)
-  redis.call('XDEL', s, entry_id)
-  redis.call('HINCRBY', K_COUNTS, 'dead_letters', 1)
-end
 
 local tenants = redis.call('SMEMBERS', K_TENANTS)
 table.sort(tenants)
@@ -708,6 +734,78 @@ local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 return {queued, num(NOW), l[2] or '', d[2] or ''}
 "#;
 
+/// `ARGV[4..]`: consumer idle limit in ms, stranded-after in ms. Forgets listing entries of
+/// records that expired (1000 per call, resuming where the last call stopped); takes back
+/// (`XAUTOCLAIM`) stream entries pending for longer than stranded-after and puts right what no
+/// task expects; removes consumers that hold nothing and have been idle past the limit. Returns
+/// `{listing entries forgotten, entries put right, consumers removed}`.
+const SWEEP: &str = r#"
+local idle_limit, stranded_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local cursor = redis.call('HGET', K_COUNTS, 'sweep_cursor') or '-inf'
+local page = redis.call('ZRANGEBYSCORE', K_ALL, '(' .. cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1000)
+local forgotten, removed = 0, 0
+for i = 1, #page, 2 do
+  if redis.call('EXISTS', k_task(page[i])) == 0 then
+    redis.call('ZREM', K_ALL, page[i])
+    forgotten = forgotten + 1
+  end
+end
+if #page < 2000 then
+  redis.call('HDEL', K_COUNTS, 'sweep_cursor')
+else
+  redis.call('HSET', K_COUNTS, 'sweep_cursor', page[#page])
+end
+local repaired = 0
+-- An entry pending this long belongs to no running attempt (running ones are renewed) unless
+-- its task waits in `released`; anything else was stranded (the step that delivered it did not
+-- complete as one): the task waits again, or the entry goes to the dead letters.
+local function repair(s, entry_id, fields)
+  local id = nil
+  if #fields == 2 and fields[1] == 'task' then id = fields[2] end
+  local h = id and meta(id)
+  if not h or h.entry ~= entry_id then
+    dead_letter(s, entry_id, fields, 'stranded in the pending entries; no task waits on it')
+    repaired = repaired + 1
+  elseif h.status == 'queued' then
+    if not redis.call('ZSCORE', K_RELEASED, id) then
+      redis.call('ZADD', K_RELEASED, released_score(h.priority), id)
+      wake()
+      repaired = repaired + 1
+    end
+  elseif h.status ~= 'running' then
+    drop_entry(id, h)
+    repaired = repaired + 1
+  end
+end
+for _, tenant in ipairs(redis.call('SMEMBERS', K_TENANTS)) do
+  for rank = 0, 2 do
+    local s = k_stream(rank, tenant)
+    local start = '0-0'
+    for _ = 1, 10 do
+      local claimed = redis.pcall('XAUTOCLAIM', s, GROUP, 'sweeper', stranded_ms, start, 'COUNT', 100)
+      if type(claimed) ~= 'table' or claimed.err then break end
+      for _, entry in ipairs(claimed[2]) do
+        if type(entry) == 'table' and type(entry[2]) == 'table' then repair(s, entry[1], entry[2]) end
+      end
+      start = claimed[1]
+      if start == '0-0' then break end
+    end
+    local consumers = redis.pcall('XINFO', 'CONSUMERS', s, GROUP)
+    if type(consumers) == 'table' and not consumers.err then
+      for _, c in ipairs(consumers) do
+        local info = {}
+        for j = 1, #c, 2 do info[c[j]] = c[j + 1] end
+        if tonumber(info['pending']) == 0 and tonumber(info['idle']) >= idle_limit then
+          redis.call('XGROUP', 'DELCONSUMER', s, GROUP, info['name'])
+          removed = removed + 1
+        end
+      end
+    end
+  end
+end
+return {forgotten, repaired, removed}
+"#;
+
 /// Every script, compiled once with the preamble.
 struct Scripts {
     submit: Script,
@@ -720,6 +818,7 @@ struct Scripts {
     retry_dead: Script,
     append_events: Script,
     peek: Script,
+    sweep: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
@@ -735,6 +834,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         retry_dead: with_preamble(RETRY_DEAD),
         append_events: with_preamble(APPEND_EVENTS),
         peek: with_preamble(PEEK),
+        sweep: with_preamble(SWEEP),
     }
 });
 
@@ -794,8 +894,8 @@ macro_rules! args {
 /// Where blocking connections come from.
 #[derive(Clone)]
 enum Dialer {
-    Single(Client),
-    Cluster(ClusterClient),
+    Single(Box<Client>),
+    Cluster(Box<ClusterClient>),
 }
 
 impl Dialer {
@@ -846,7 +946,7 @@ async fn connect(config: &RedisConfig) -> Result<(Conn, Dialer, bool), BrokerErr
             BrokerError::Storage(format!("cannot connect to the Redis Cluster at {}: {e}", redact(first)))
         })?;
         let blocking = build(config.wake_block + config.response_timeout)?;
-        Ok((Conn::Cluster(conn), Dialer::Cluster(blocking), true))
+        Ok((Conn::Cluster(conn), Dialer::Cluster(Box::new(blocking)), true))
     } else {
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
@@ -856,7 +956,7 @@ async fn connect(config: &RedisConfig) -> Result<(Conn, Dialer, bool), BrokerErr
             .get_connection_manager_with_config(manager_config)
             .await
             .map_err(|e| BrokerError::Storage(format!("cannot reach Redis at {}: {e}", redact(first))))?;
-        Ok((Conn::Single(manager), Dialer::Single(client), false))
+        Ok((Conn::Single(manager), Dialer::Single(Box::new(client)), false))
     }
 }
 
@@ -896,6 +996,12 @@ pub struct RedisBroker {
     cluster: bool,
     /// Counts leases, for the weighted turns of priorities and the turns of tenants and queues.
     turn: AtomicU64,
+    /// Leases in a row that found nothing right after [`Broker::wait_for_work`] said work was
+    /// waiting; past [`FUTILE_WAKES_TOLERATED`], waiting no longer trusts the count of waiting
+    /// tasks (an entry stranded until the next sweep must not make idle workers spin).
+    futile_wakes: AtomicU32,
+    /// Set when waiting ended because the count said work was waiting.
+    promised: AtomicBool,
     /// Task id to queue name: never changes once a task exists.
     queue_of: Mutex<HashMap<String, String>>,
     /// Wakes local waiters when this host made work runnable.
@@ -917,6 +1023,13 @@ impl RedisBroker {
     /// message when the URL is wrong or Redis cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Self, BrokerError> {
         let (conn, dialer, cluster) = connect(&config).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(sweep_periodically(
+            conn.clone(),
+            Keys::new(&config.prefix),
+            config.clone(),
+            stop.clone(),
+        ));
         Ok(RedisBroker {
             conn,
             dialer,
@@ -924,10 +1037,12 @@ impl RedisBroker {
             config,
             cluster,
             turn: AtomicU64::new(0),
+            futile_wakes: AtomicU32::new(0),
+            promised: AtomicBool::new(false),
             queue_of: Mutex::new(HashMap::new()),
             local_work: Notify::new(),
             watchers: Mutex::new(HashMap::new()),
-            stop: CancellationToken::new(),
+            stop,
         })
     }
 
@@ -965,16 +1080,15 @@ impl RedisBroker {
         queue: &str,
         args: Vec<Vec<u8>>,
     ) -> Result<T, BrokerError> {
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.keys.of_queue(queue, suffix::COUNTS))
-            .arg(self.keys.queue_base(queue))
-            .arg(duration_ms(self.config.retention))
-            .arg(MAX_DELIVERIES);
-        for arg in &args {
-            invocation.arg(arg.as_slice());
-        }
-        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
+        invoke(&self.conn, &self.keys, &self.config, script, queue, args).await
+    }
+
+    /// Sweeps every known queue once: forgets listing entries of expired records, takes back
+    /// stream entries stranded in the pending lists (`XAUTOCLAIM` past
+    /// [`RedisConfig::stranded_after`]) and removes the consumers of hosts long gone. Every host
+    /// does this every [`RedisConfig::sweep_interval`]; several hosts at once are harmless.
+    pub async fn sweep(&self) -> Result<SweepReport, BrokerError> {
+        sweep(&self.conn, &self.keys, &self.config).await
     }
 
     /// The queue of task `id`, or `None` when no such task is known.
@@ -988,6 +1102,12 @@ impl RedisBroker {
             self.remember(id, queue);
         }
         Ok(queue)
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut map) = self.queue_of.lock() {
+            map.remove(id);
+        }
     }
 
     fn remember(&self, id: &str, queue: &str) {
@@ -1090,6 +1210,78 @@ impl RedisBroker {
     }
 }
 
+/// Runs `script` on `queue`'s node: `KEYS[1]` routes it, the common arguments come first.
+async fn invoke<T: FromRedisValue>(
+    conn: &Conn,
+    keys: &Keys,
+    config: &RedisConfig,
+    script: &Script,
+    queue: &str,
+    args: Vec<Vec<u8>>,
+) -> Result<T, BrokerError> {
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(keys.of_queue(queue, suffix::COUNTS))
+        .arg(keys.queue_base(queue))
+        .arg(duration_ms(config.retention))
+        .arg(MAX_DELIVERIES);
+    for arg in &args {
+        invocation.arg(arg.as_slice());
+    }
+    Ok(invocation.invoke_async(&mut conn.clone()).await?)
+}
+
+/// What one [`RedisBroker::sweep`] did, over every queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Listing entries of records that expired, forgotten.
+    pub forgotten: u64,
+    /// Stranded pending entries put right: their task waits again, the entry of a finished task
+    /// is deleted, or an entry no task expects went to the dead letters.
+    pub repaired: u64,
+    /// Idle consumers without pending entries, removed.
+    pub consumers_removed: u64,
+}
+
+/// See [`RedisBroker::sweep`].
+async fn sweep(conn: &Conn, keys: &Keys, config: &RedisConfig) -> Result<SweepReport, BrokerError> {
+    let mut queues: Vec<String> =
+        redis::cmd("SMEMBERS").arg(keys.queues()).query_async(&mut conn.clone()).await?;
+    queues.sort();
+    let mut report = SweepReport::default();
+    for queue in queues {
+        let (forgotten, repaired, removed): (u64, u64, u64) = invoke(
+            conn,
+            keys,
+            config,
+            &SCRIPTS.sweep,
+            &queue,
+            args![duration_ms(config.consumer_idle_limit), duration_ms(config.stranded_after)],
+        )
+        .await?;
+        report.forgotten += forgotten;
+        report.repaired += repaired;
+        report.consumers_removed += removed;
+    }
+    Ok(report)
+}
+
+async fn sweep_periodically(conn: Conn, keys: Keys, config: RedisConfig, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(config.sweep_interval) => {}
+            () = stop.cancelled() => return,
+        }
+        match sweep(&conn, &keys, &config).await {
+            Ok(report) if report.repaired > 0 => {
+                tracing::warn!(?report, "swept the Redis queues: repaired stranded entries")
+            }
+            Ok(report) => tracing::debug!(?report, "swept the Redis queues"),
+            Err(error) => tracing::warn!(%error, "sweeping the Redis queues failed; trying again later"),
+        }
+    }
+}
+
 /// Blocks on a queue's wake stream and wakes the local waiters whenever something is appended.
 async fn watch_queue(
     dialer: Dialer,
@@ -1160,9 +1352,12 @@ async fn watch_queue(
     }
 }
 
+/// A stream entry as read: its id and fields.
+type StreamEntry = (String, HashMap<String, String>);
+
 /// The id of the last entry in an `XREAD` reply.
 fn last_stream_id(value: Value) -> Option<String> {
-    let streams: Vec<(String, Vec<(String, HashMap<String, String>)>)> = match value {
+    let streams: Vec<(String, Vec<StreamEntry>)> = match value {
         Value::Map(pairs) => pairs
             .into_iter()
             .filter_map(|(k, v)| {
@@ -1288,6 +1483,7 @@ impl Broker for RedisBroker {
                         match decode_task(&fields) {
                             Ok(task) => {
                                 self.remember(&task.id, queue);
+                                self.futile_wakes.store(0, Ordering::Relaxed);
                                 return Ok(Some(Lease {
                                     attempt: task.attempts,
                                     task,
@@ -1327,6 +1523,9 @@ impl Broker for RedisBroker {
                 }
             }
         }
+        if self.promised.swap(false, Ordering::Relaxed) {
+            self.futile_wakes.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(None)
     }
 
@@ -1342,7 +1541,11 @@ impl Broker for RedisBroker {
         let mut wait = timeout;
         for queue in queues {
             match self.due_in(queue).await {
-                Ok(Some(0)) => return,
+                Ok(Some(0)) if self.futile_wakes.load(Ordering::Relaxed) < FUTILE_WAKES_TOLERATED => {
+                    self.promised.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Ok(Some(0)) => {}
                 Ok(Some(ms)) => wait = wait.min(Duration::from_millis(ms)),
                 Ok(None) => {}
                 Err(error) => {
@@ -1525,9 +1728,19 @@ impl Broker for RedisBroker {
     }
 
     async fn get(&self, tenant: Option<&str>, id: &str) -> Result<Option<TaskRecord>, BrokerError> {
-        let Some(queue) = self.queue_of(id).await? else { return Ok(None) };
-        let fields: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(self.keys.task(&queue, id)).query_async(&mut self.conn.clone()).await?;
+        let mut fields = HashMap::new();
+        for _ in 0..2 {
+            let Some(queue) = self.queue_of(id).await? else { return Ok(None) };
+            fields = redis::cmd("HGETALL")
+                .arg(self.keys.task(&queue, id))
+                .query_async(&mut self.conn.clone())
+                .await?;
+            if !fields.is_empty() {
+                break;
+            }
+            // The task expired; its id may since name a new task, perhaps in another queue.
+            self.forget(id);
+        }
         if fields.is_empty() {
             return Ok(None);
         }
@@ -1635,17 +1848,11 @@ impl Broker for RedisBroker {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = SCRIPTS.append_events.prepare_invoke();
-        invocation
-            .key(self.keys.of_queue(&queue, suffix::COUNTS))
-            .arg(self.keys.queue_base(&queue))
-            .arg(duration_ms(self.config.retention))
-            .arg(MAX_DELIVERIES)
-            .arg(task_id);
+        let mut args = args![task_id];
         for event in &events {
-            invocation.arg(&event.event_type).arg(event.data.to_string()).arg(event.ts);
+            args.extend(args![event.event_type, event.data.to_string(), event.ts]);
         }
-        let reply: Vec<Value> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<Value> = self.run(&SCRIPTS.append_events, &queue, args).await?;
         let mut reply = reply.into_iter();
         match reply.next().map(String::from_redis_value).transpose().ok().flatten().as_deref() {
             Some("ok") => {}
@@ -1772,4 +1979,80 @@ fn decode_task(fields: &HashMap<String, String>) -> Result<TaskRecord, BrokerErr
         cancel_requested: fields.get("cancel_requested").is_some_and(|v| v == "1"),
         id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_queue_carries_the_queue_as_its_hash_tag() {
+        let keys = Keys::new("th");
+        assert_eq!(keys.task("default", "t1"), "th:{default}:task:t1");
+        assert_eq!(keys.stream("default", "acme", Priority::High), "th:{default}:s:0:acme");
+        assert_eq!(keys.of_queue("default", suffix::COUNTS), "th:{default}:counts");
+        assert_eq!(keys.index("t1"), "th:id:t1");
+        // Braces in a queue name cannot end the tag early or make two queues share keys.
+        assert_eq!(keys.queue_base("a}b{c%"), "th:{a%7Db%7Bc%25}:");
+    }
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(redact("redis://user:secret@db:6379/0"), "redis://***@db:6379/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn urls_are_checked_before_connecting() {
+        assert!(RedisConfig::new("redis://127.0.0.1:6379").is_ok());
+        let cluster = RedisConfig::new("redis://a:1, redis://b:2").unwrap();
+        assert_eq!(cluster.urls, ["redis://a:1", "redis://b:2"]);
+        for bad in ["", "localhost:6379", "http://x", "redis://127.0.0.1:notaport"] {
+            let error = RedisConfig::new(bad).expect_err(bad).to_string();
+            assert!(error.contains("Redis URL"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_redis_too_old_is_refused_by_name() {
+        let error = check_version("# Server\r\nredis_version:5.0.7\r\n").unwrap_err().to_string();
+        assert!(error.contains("5.0.7") && error.contains("6.2"), "{error}");
+        check_version("redis_version:6.2.0\r\n").unwrap();
+        check_version("redis_version:7.0.15\r\ncluster_enabled:1\r\n").unwrap();
+    }
+
+    #[test]
+    fn lower_priorities_get_weighted_turns() {
+        let turns: Vec<&str> = (0..64).map(priority_order).collect();
+        assert_eq!(turns.iter().filter(|o| o.starts_with('0')).count(), 56);
+        assert_eq!(turns.iter().filter(|o| o.starts_with('1')).count(), 6);
+        assert_eq!(turns.iter().filter(|o| o.starts_with('2')).count(), 2);
+        assert!(turns[..7].iter().all(|o| *o == "0,1,2"), "the first turns are strict");
+    }
+
+    #[test]
+    fn a_malformed_record_is_a_storage_error_naming_the_field() {
+        let mut fields: HashMap<String, String> = [
+            ("id", "t"),
+            ("tenant", "acme"),
+            ("plugin", "p"),
+            ("task_name", "p"),
+            ("queue", "default"),
+            ("status", "queued"),
+            ("priority", "1"),
+            ("progress", "0"),
+            ("input", "{}"),
+            ("attempts", "0"),
+            ("max_retries", "3"),
+            ("limits", "{}"),
+            ("created_at", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(decode_task(&fields).unwrap().status, TaskStatus::Queued);
+        fields.insert("status".to_owned(), "bogus".to_owned());
+        let error = decode_task(&fields).unwrap_err().to_string();
+        assert!(error.contains("task t") && error.contains("status"), "{error}");
+    }
 }

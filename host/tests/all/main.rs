@@ -2,6 +2,8 @@
 //! one file per behaviour.
 
 mod broker_conformance;
+mod broker_redis;
+mod redis_support;
 mod sandbox_hostile;
 mod sandbox_plugins;
 mod support;

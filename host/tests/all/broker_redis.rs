@@ -1,0 +1,577 @@
+//! The Redis broker: the conformance suite on a standalone Redis and on a three-master Redis
+//! Cluster, then what only Redis can do wrong (connections killed, servers restarted, foreign
+//! stream entries, bad URLs), each test with servers of its own.
+//!
+//! No assertion measures speed: deadlines are generous and only catch a hang.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use taskhost::events::{NewEvent, kind};
+use taskhost::queue::redis::{RedisBroker, RedisConfig, SweepReport};
+use taskhost::queue::{Broker, BrokerError, Finish, LeaseState, NewTask, Priority, TaskStatus};
+use taskhost::sandbox::LimitsRequest;
+
+use crate::broker_conformance::Backend;
+use crate::redis_support::{RedisCluster, RedisServer, free_port};
+
+/// A key prefix no other test uses.
+fn unique_prefix() -> String {
+    format!("test-{}", uuid::Uuid::now_v7())
+}
+
+async fn broker_on(url: &str, prefix: &str) -> Arc<RedisBroker> {
+    let config = RedisConfig::new(url).expect("a valid URL").with_prefix(prefix);
+    Arc::new(RedisBroker::connect(config).await.expect("connect to redis"))
+}
+
+/// A standalone server of the test's own.
+struct Standalone {
+    server: RedisServer,
+    prefix: String,
+}
+
+#[async_trait::async_trait]
+impl Backend for Standalone {
+    async fn open(&self) -> Arc<dyn Broker> {
+        broker_on(&self.server.url(), &self.prefix).await
+    }
+}
+
+fn standalone() -> Standalone {
+    Standalone { server: RedisServer::start(), prefix: unique_prefix() }
+}
+
+/// The shared cluster, with a prefix of the test's own.
+struct Cluster {
+    prefix: String,
+}
+
+#[async_trait::async_trait]
+impl Backend for Cluster {
+    async fn open(&self) -> Arc<dyn Broker> {
+        let url = tokio::task::spawn_blocking(|| RedisCluster::shared().url()).await.expect("the cluster");
+        let broker = broker_on(&url, &self.prefix).await;
+        assert!(broker.is_cluster(), "the cluster was taken for a standalone server");
+        broker
+    }
+}
+
+fn cluster() -> Cluster {
+    Cluster { prefix: unique_prefix() }
+}
+
+mod on_standalone_redis {
+    crate::broker_conformance!(super::standalone());
+}
+
+mod on_redis_cluster {
+    crate::broker_conformance!(super::cluster());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const QUEUE: &str = "default";
+const TENANT: &str = "acme";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn queues() -> Vec<String> {
+    vec![QUEUE.to_owned()]
+}
+
+fn new_task(id: &str) -> NewTask {
+    NewTask {
+        id: id.to_owned(),
+        tenant: TENANT.to_owned(),
+        plugin: "echo".to_owned(),
+        task_name: "echo".to_owned(),
+        queue: QUEUE.to_owned(),
+        input: json!({"id": id}).to_string(),
+        priority: Priority::Normal,
+        not_before: None,
+        expires_at: None,
+        max_retries: 3,
+        limits: LimitsRequest::default(),
+    }
+}
+
+fn done(result: &str) -> Finish {
+    Finish::Succeeded { result: result.to_owned() }
+}
+
+fn completed() -> NewEvent {
+    NewEvent::new(kind::RUN_COMPLETED, json!({}))
+}
+
+/// Retries `op` until it succeeds, tolerating the errors of an outage; panics at the deadline.
+async fn eventually<T, F, Fut>(what: &str, mut op: F) -> (T, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, BrokerError>>,
+{
+    let started = Instant::now();
+    let mut errors = 0;
+    loop {
+        match op().await {
+            Ok(Some(value)) => return (value, errors),
+            Ok(None) => {}
+            Err(_) => errors += 1,
+        }
+        assert!(started.elapsed() < DEADLINE, "{what}: not done within {DEADLINE:?} ({errors} errors)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_lease_keeps_a_long_task_from_redelivery() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix();
+    let host_a = broker_on(&server.url(), &prefix).await;
+    let host_b = broker_on(&server.url(), &prefix).await;
+    host_a.submit(new_task("long")).await.expect("submit");
+    let short = Duration::from_millis(300);
+    let lease = host_a.lease("a/0", &queues(), short).await.expect("lease").expect("the task");
+
+    // The task runs ten lease durations; host B keeps trying to take it.
+    let started = Instant::now();
+    while started.elapsed() < short * 10 {
+        assert_eq!(host_a.renew(&lease, short).await.expect("renew"), LeaseState::Held);
+        let stolen = host_b.lease("b/0", &queues(), short).await.expect("lease");
+        assert!(stolen.is_none(), "a renewed lease was taken over: {stolen:?}");
+        tokio::time::sleep(short / 3).await;
+    }
+    let stored = host_a.finish(&lease, done("1"), completed()).await.expect("finish");
+    assert!(stored.is_some(), "the renewed lease was lost");
+    let task = host_b.get(None, "long").await.expect("get").expect("the task");
+    assert_eq!((task.status, task.attempts), (TaskStatus::Succeeded, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_leases_keep_lapsing_goes_dead_after_max_deliveries() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    broker.submit(new_task("hangs")).await.expect("submit");
+    broker.submit(NewTask { priority: Priority::Low, ..new_task("next") }).await.expect("submit");
+    let max = taskhost::queue::embedded::MAX_DELIVERIES;
+    for attempt in 1..=max {
+        let lease = broker.lease("w", &queues(), Duration::ZERO).await.expect("lease").expect("a task");
+        assert_eq!((lease.task.id.as_str(), lease.attempt), ("hangs", attempt));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let lease = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("the next task");
+    assert_eq!(lease.task.id, "next");
+    let hangs = broker.get(None, "hangs").await.expect("get").expect("the task");
+    assert_eq!(hangs.status, TaskStatus::Dead);
+    assert_eq!(hangs.error.expect("the reason").kind, "delivery_count_exceeded");
+    let events = broker.events_since("hangs", 0, 0).await.expect("events");
+    assert_eq!(events.last().map(|e| e.data["status"].clone()), Some(json!("dead")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_priority_gets_a_turn_while_high_priority_work_keeps_coming() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    for i in 0..40 {
+        broker
+            .submit(NewTask { priority: Priority::High, ..new_task(&format!("high-{i:02}")) })
+            .await
+            .unwrap();
+    }
+    broker.submit(NewTask { priority: Priority::Normal, ..new_task("normal") }).await.unwrap();
+    broker.submit(NewTask { priority: Priority::Low, ..new_task("low") }).await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..32 {
+        order.push(broker.lease("w", &queues(), DEADLINE).await.unwrap().expect("a task").task.id);
+    }
+    assert!(order.contains(&"normal".to_owned()), "normal starved: {order:?}");
+    assert!(order.contains(&"low".to_owned()), "low starved: {order:?}");
+    assert!(order.iter().filter(|id| id.starts_with("high")).count() >= 28, "{order:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_of_a_queue_are_served_in_turn() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    for i in 0..50 {
+        broker.submit(new_task(&format!("busy-{i:02}"))).await.expect("submit");
+    }
+    broker.submit(NewTask { tenant: "quiet".to_owned(), ..new_task("quiet-1") }).await.expect("submit");
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        first.push(broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("a task").task.id);
+    }
+    assert!(first.contains(&"quiet-1".to_owned()), "the quiet tenant waited behind the busy one: {first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_entry_goes_to_the_dead_letters_and_consumption_goes_on() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    broker.submit(new_task("before")).await.expect("submit");
+    let stream = broker.keys().stream(QUEUE, TENANT, Priority::Normal);
+    server.cli(&["XADD", &stream, "*", "celery", "{not ours}"]);
+    server.cli(&["XADD", &stream, "*", "task", "no-such-task"]);
+    broker.submit(new_task("after")).await.expect("submit");
+
+    let mut leased = Vec::new();
+    while let Some(lease) = broker.lease("w", &queues(), DEADLINE).await.expect("lease") {
+        leased.push(lease.task.id);
+    }
+    assert_eq!(leased, ["before", "after"]);
+    let letters = broker.dead_letters(QUEUE).await.expect("dead letters");
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters[0].1.contains("not a task entry"), "{letters:?}");
+    assert!(letters[1].1.contains("unknown task no-such-task"), "{letters:?}");
+    let stats = broker.queue_stats(None).await.expect("stats");
+    assert_eq!((stats[0].dead, stats[0].running, stats[0].pending), (2, 2, 0));
+    let length = server.cli(&["XLEN", &stream]);
+    assert_eq!(length.trim(), "2", "only the two running tasks' entries stay in the stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_connection_is_reopened_and_work_goes_on() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix();
+    let broker = broker_on(&server.url(), &prefix).await;
+    broker.submit(new_task("first")).await.expect("submit");
+    let lease = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("a task");
+
+    // A waiter is blocked on the wake stream when every client connection is killed.
+    let waiter = {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move { broker.wait_for_work(&queues(), DEADLINE).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let killed = server.cli(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    assert!(killed.trim().parse::<u32>().unwrap_or(0) >= 2, "killed {killed}");
+
+    let (_, errors) = eventually("finish after the kill", || async {
+        broker.finish(&lease, done("1"), completed()).await.map(Some)
+    })
+    .await;
+    eprintln!("finish after CLIENT KILL: {errors} failed tries before it went through");
+    let other = broker_on(&server.url(), &prefix).await;
+    let queue_list = queues();
+    other.submit(new_task("second")).await.expect("submit from another host");
+    tokio::time::timeout(DEADLINE, waiter).await.expect("the waiter woke").expect("the waiter");
+    let (second, _) = eventually("lease after the kill", || broker.lease("w", &queue_list, DEADLINE)).await;
+    assert_eq!(second.task.id, "second");
+    broker.ping().await.expect("ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_is_reconnected_and_nothing_is_lost() {
+    let mut server = RedisServer::start_durable();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    for id in ["running", "waiting"] {
+        broker.submit(new_task(id)).await.expect("submit");
+    }
+    let running = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("a task");
+    assert_eq!(running.task.id, "running");
+
+    server.stop();
+    assert!(broker.ping().await.is_err(), "ping succeeded with Redis down");
+    assert!(broker.lease("w", &queues(), DEADLINE).await.is_err(), "leased with Redis down");
+    server.restart();
+
+    let queue_list = queues();
+    let started = Instant::now();
+    let (waiting, errors) =
+        eventually("lease after the restart", || broker.lease("w", &queue_list, DEADLINE)).await;
+    eprintln!(
+        "lease after a Redis restart: {errors} failed tries, back after {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!((waiting.task.id.as_str(), waiting.attempt), ("waiting", 1));
+    let stored = broker.finish(&running, done("1"), completed()).await.expect("finish").expect("still held");
+    assert_eq!(stored.seq, 1);
+    broker.finish(&waiting, done("2"), completed()).await.expect("finish").expect("held");
+    broker.submit(new_task("after")).await.expect("submit after the restart");
+    let after = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("the new task");
+    assert_eq!(after.task.id, "after");
+    broker.ping().await.expect("ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_url_or_an_unreachable_redis_is_a_clear_error() {
+    let wrong = RedisConfig::new("http://127.0.0.1:6379").expect_err("not a Redis URL");
+    assert!(wrong.to_string().contains("redis://"), "{wrong}");
+    let garbled = RedisConfig::new("redis://127.0.0.1:notaport").expect_err("a garbled URL");
+    assert!(garbled.to_string().contains("invalid Redis URL"), "{garbled}");
+
+    let port = free_port();
+    let config = RedisConfig::new(&format!("redis://127.0.0.1:{port}")).expect("a valid URL");
+    let Err(unreachable) = RedisBroker::connect(config).await else { panic!("connected to nothing") };
+    let message = unreachable.to_string();
+    assert!(message.contains("cannot reach Redis") && message.contains(&port.to_string()), "{message}");
+
+    let mut server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    broker.ping().await.expect("ping");
+    server.stop();
+    assert!(broker.ping().await.is_err(), "ping answered with Redis gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_host_wakes_when_another_host_submits() {
+    let server = RedisServer::start();
+    a_waiting_host_wakes_when_another_host_submits_on(&server.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_host_wakes_when_another_host_submits_on_a_cluster() {
+    let url = tokio::task::spawn_blocking(|| RedisCluster::shared().url()).await.expect("the cluster");
+    a_waiting_host_wakes_when_another_host_submits_on(&url).await;
+}
+
+async fn a_waiting_host_wakes_when_another_host_submits_on(url: &str) {
+    let prefix = unique_prefix();
+    let idle = broker_on(url, &prefix).await;
+    let busy = broker_on(url, &prefix).await;
+    // Let the idle host's watcher start, so the wake below is the submit's and not its first.
+    idle.wait_for_work(&queues(), Duration::from_millis(300)).await;
+    let waiter = {
+        let idle = Arc::clone(&idle);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            idle.wait_for_work(&queues(), DEADLINE).await;
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    busy.submit(new_task("t")).await.expect("submit");
+    let waited = waiter.await.expect("the waiter");
+    eprintln!(
+        "cross-host wake ({}): the idle host woke {} ms after it began waiting (submit at 200 ms)",
+        if idle.is_cluster() { "cluster" } else { "standalone" },
+        waited.as_millis()
+    );
+    assert!(waited < DEADLINE / 2, "the idle host slept {waited:?} after another host's submit");
+    assert!(idle.lease("w", &queues(), DEADLINE).await.expect("lease").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_forgets_expired_records_and_the_consumers_of_hosts_long_gone() {
+    let server = RedisServer::start();
+    let mut config = RedisConfig::new(&server.url()).expect("a valid URL").with_prefix(&unique_prefix());
+    config.consumer_idle_limit = Duration::ZERO;
+    let broker = RedisBroker::connect(config).await.expect("connect");
+    broker.submit(new_task("gone")).await.expect("submit");
+    broker.submit(new_task("kept")).await.expect("submit");
+    let gone = broker.lease("old-host/0", &queues(), DEADLINE).await.expect("lease").expect("a task");
+    broker.finish(&gone, done("1"), completed()).await.expect("finish").expect("held");
+    let _kept = broker.lease("live-host/0", &queues(), DEADLINE).await.expect("lease").expect("a task");
+    // As if the finished task's retention had passed.
+    server.cli(&["DEL", &broker.keys().task(QUEUE, "gone")]);
+
+    let report = broker.sweep().await.expect("sweep");
+    assert_eq!((report.forgotten, report.consumers_removed), (1, 1), "{report:?}");
+    let listed = broker.list(&Default::default()).await.expect("list");
+    assert_eq!(listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["kept"]);
+    let consumers = server.cli(&[
+        "XINFO",
+        "CONSUMERS",
+        &broker.keys().stream(QUEUE, TENANT, Priority::Normal),
+        "workers",
+    ]);
+    assert!(consumers.contains("live-host/0") && !consumers.contains("old-host/0"), "{consumers}");
+    assert_eq!(broker.sweep().await.expect("sweep"), SweepReport::default(), "a second sweep finds nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_takes_back_an_entry_stranded_in_the_pending_list() {
+    let server = RedisServer::start();
+    let mut config = RedisConfig::new(&server.url()).expect("a valid URL").with_prefix(&unique_prefix());
+    config.stranded_after = Duration::ZERO;
+    let broker = RedisBroker::connect(config).await.expect("connect");
+    broker.submit(new_task("running")).await.expect("submit");
+    let running = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("a task");
+    // Delivered outside the lease script, as by a step that never completed: no lease is
+    // recorded and the group will not deliver the entries again.
+    let stream = broker.keys().stream(QUEUE, TENANT, Priority::Normal);
+    broker.submit(new_task("lost")).await.expect("submit");
+    server.cli(&["XREADGROUP", "GROUP", "workers", "thief", "COUNT", "1", "STREAMS", &stream, ">"]);
+    server.cli(&["XADD", &stream, "*", "task", "no-such-task"]);
+    server.cli(&["XREADGROUP", "GROUP", "workers", "thief", "COUNT", "1", "STREAMS", &stream, ">"]);
+    assert!(
+        broker.lease("w", &queues(), DEADLINE).await.expect("lease").is_none(),
+        "the entries are stranded"
+    );
+
+    // Idle workers do not spin on a count that promises work no lease can get.
+    let started = Instant::now();
+    for _ in 0..6 {
+        assert!(broker.lease("w", &queues(), DEADLINE).await.expect("lease").is_none());
+        broker.wait_for_work(&queues(), Duration::from_millis(300)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300), "waiting kept returning at once");
+
+    let report = broker.sweep().await.expect("sweep");
+    assert_eq!(report.repaired, 2, "{report:?}");
+    let lost = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("taken back");
+    assert_eq!((lost.task.id.as_str(), lost.attempt), ("lost", 1));
+    let letters = broker.dead_letters(QUEUE).await.expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].1.contains("stranded"), "{letters:?}");
+    assert_eq!(
+        broker.renew(&running, DEADLINE).await.expect("renew"),
+        LeaseState::Held,
+        "a running task is left alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_task_record_goes_to_the_dead_letters_and_consumption_goes_on() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    broker.submit(new_task("garbled")).await.expect("submit");
+    broker.submit(new_task("fine")).await.expect("submit");
+    server.cli(&["HSET", &broker.keys().task(QUEUE, "garbled"), "limits", "{not json"]);
+
+    let lease = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("the next task");
+    assert_eq!(lease.task.id, "fine");
+    let reason = server.cli(&["HGET", &broker.keys().task(QUEUE, "garbled"), "error_message"]);
+    assert!(reason.contains("undecodable task record") && reason.contains("limits"), "{reason}");
+    assert_eq!(server.cli(&["HGET", &broker.keys().task(QUEUE, "garbled"), "status"]).trim(), "dead");
+    assert_eq!(broker.queue_stats(None).await.expect("stats")[0].dead, 1);
+    let error = broker.get(None, "garbled").await.expect_err("the record cannot be read");
+    assert!(matches!(error, BrokerError::Storage(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_task_is_published_for_every_host() {
+    use futures::StreamExt;
+
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut pubsub = client.get_async_pubsub().await.expect("a subscription connection");
+    pubsub.subscribe(broker.keys().cancel_channel()).await.expect("subscribe");
+    broker.submit(new_task("t")).await.expect("submit");
+    let lease = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("the task");
+
+    let event = NewEvent::new(kind::CANCEL_REQUESTED, json!({}));
+    broker.cancel(None, "t", event).await.expect("cancel");
+    let message = tokio::time::timeout(DEADLINE, pubsub.on_message().next())
+        .await
+        .expect("the cancel was published")
+        .expect("a message");
+    assert_eq!(message.get_payload::<String>().expect("a text payload"), "t");
+    assert_eq!(broker.renew(&lease, DEADLINE).await.expect("renew"), LeaseState::CancelRequested);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rediss_url_connects_over_tls() {
+    let certs = tempfile::tempdir().expect("a folder for the certificate");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let tls_port = free_port().to_string();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let _server = RedisServer::start_with(&[
+        "--appendonly",
+        "no",
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &cert,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    // The certificate is self-signed: this test checks the transport, not the trust chain.
+    let broker = broker_on(&format!("rediss://127.0.0.1:{tls_port}/#insecure"), &unique_prefix()).await;
+    broker.submit(new_task("t")).await.expect("submit over TLS");
+    let lease = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("the task");
+    broker.finish(&lease, done("1"), completed()).await.expect("finish").expect("held");
+}
+
+/// One host: a worker pool on a runtime of its own, so that dropping the runtime ends the host
+/// the way a crash does (nothing released, nothing finished).
+fn start_host(url: &str, prefix: &str, name: &str) -> tokio::runtime::Runtime {
+    use taskhost::events::EventHub;
+    use taskhost::plugin::PluginRegistry;
+    use taskhost::worker::{Worker, WorkerSettings};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (url, prefix, name) = (url.to_owned(), prefix.to_owned(), name.to_owned());
+    runtime.spawn(async move {
+        let broker: Arc<dyn Broker> = broker_on(&url, &prefix).await;
+        let sandbox = Arc::new(crate::support::sandbox(2));
+        let dirs = [crate::support::plugin_dir("examples/hello")];
+        let plugins =
+            PluginRegistry::load(&sandbox, &dirs, &crate::support::cache_dir()).await.expect("plugins");
+        let mut settings = WorkerSettings::new(1, queues(), name);
+        settings.lease_duration = Duration::from_secs(1);
+        settings.lease_renewal_interval = Duration::from_millis(250);
+        settings.idle_wait = Duration::from_millis(200);
+        let hub = EventHub::new(broker.clone());
+        let worker = Arc::new(Worker::new(broker, hub, sandbox, Arc::new(plugins), settings));
+        worker.run(tokio_util::sync::CancellationToken::new(), Duration::from_secs(5)).await;
+    });
+    runtime
+}
+
+#[test]
+fn a_task_whose_host_dies_mid_run_is_run_again_by_another_host() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix();
+    let control = tokio::runtime::Runtime::new().expect("a runtime");
+    let broker = control.block_on(broker_on(&server.url(), &prefix));
+    let task = NewTask {
+        plugin: "hello".to_owned(),
+        task_name: "hello".to_owned(),
+        input: json!({"name": "Ada", "spin_ms": 2000}).to_string(),
+        ..new_task("survivor")
+    };
+    control.block_on(broker.submit(task)).expect("submit");
+    let status = |broker: &RedisBroker| {
+        control.block_on(broker.get(None, "survivor")).expect("get").expect("the task")
+    };
+
+    let doomed = start_host(&server.url(), &prefix, "doomed");
+    let started = Instant::now();
+    while status(&broker).status != TaskStatus::Running {
+        assert!(started.elapsed() < DEADLINE, "the first host never started the task");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    doomed.shutdown_background();
+
+    let _survivor = start_host(&server.url(), &prefix, "survivor");
+    let started = Instant::now();
+    loop {
+        let task = status(&broker);
+        if task.status == TaskStatus::Succeeded {
+            assert_eq!(task.attempts, 2, "run once more, as the next attempt");
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE * 2, "the task was not run again: {task:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events = control.block_on(broker.events_since("survivor", 0, 0)).expect("events");
+    let starts: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == kind::RUN_STARTED)
+        .map(|e| (e.data["attempt"].clone(), e.data["host"].clone()))
+        .collect();
+    assert_eq!(starts, [(json!(1), json!("doomed")), (json!(2), json!("survivor"))]);
+    assert_eq!(events.last().map(|e| e.event_type.as_str()), Some(kind::RUN_COMPLETED));
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "gapless across both hosts");
+}
