@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::Caller;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
-use crate::events::{NewEvent, kind};
 use crate::plugin::manifest::valid_name;
 use crate::queue::{
     CancelResult, ErrorInfo, Millis, NewTask, Priority, TaskFilter, TaskRecord, TaskStatus, now_ms,
@@ -306,19 +305,7 @@ pub async fn cancel(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let event = NewEvent::new(
-        kind::RUN_CANCELLED,
-        json!({"status": "cancelled", "error": {"kind": "cancelled", "message": "cancelled before it started"}}),
-    );
-    let requested = NewEvent::new(kind::CANCEL_REQUESTED, json!({"by": tenant.name}));
-    // Queued tasks take the terminal event; running ones are flagged and get `cancel_requested`.
-    let current = state
-        .broker
-        .get(tenant.scope(), &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
-    let event = if current.status == TaskStatus::Running { requested } else { event };
-    let (result, stored) = state.broker.cancel(tenant.scope(), &id, event).await?;
+    let (result, stored) = state.broker.cancel(tenant.scope(), &id).await?;
     if let Some(stored) = stored {
         state.hub.publish(stored);
     }

@@ -542,7 +542,6 @@ impl Broker for EmbeddedBroker {
         &self,
         tenant: Option<&str>,
         id: &str,
-        event: NewEvent,
     ) -> Result<(CancelResult, Option<Event>), BrokerError> {
         let tenant = tenant.map(str::to_owned);
         let id = id.to_owned();
@@ -550,13 +549,9 @@ impl Broker for EmbeddedBroker {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let task =
                 get_task(&tx, &id, tenant.as_deref())?.ok_or_else(|| BrokerError::NotFound(id.clone()))?;
-            let outcome = match task.status {
+            let (outcome, event) = match task.status {
                 TaskStatus::Queued | TaskStatus::Scheduled | TaskStatus::Retrying => {
-                    let message = if task.status == TaskStatus::Retrying {
-                        "cancelled while waiting to be retried"
-                    } else {
-                        "cancelled before it started"
-                    };
+                    let message = super::cancel_message(task.status);
                     tx.prepare_cached(
                         "UPDATE tasks
                          SET status = 'cancelled', finished_at = :now, error_kind = 'cancelled',
@@ -564,12 +559,12 @@ impl Broker for EmbeddedBroker {
                          WHERE id = :id",
                     )?
                     .execute(named_params! {":now": now_ms(), ":message": message, ":id": id})?;
-                    CancelResult::Cancelled
+                    (CancelResult::Cancelled, super::cancelled_event(message))
                 }
                 TaskStatus::Running => {
                     tx.prepare_cached("UPDATE tasks SET cancel_requested = 1 WHERE id = :id")?
                         .execute(named_params! {":id": id})?;
-                    CancelResult::Requested
+                    (CancelResult::Requested, super::cancel_requested_event())
                 }
                 _ => return Ok((CancelResult::AlreadyFinished, None)),
             };

@@ -7,9 +7,9 @@
 //! again with the next attempt number; a finish carries the attempt it belongs to, so a worker that
 //! lost its lease cannot overwrite the outcome of the attempt that replaced it (fencing).
 //!
-//! Backends: [`embedded`] (SQLite on local disk, the default). The Redis backend comes with its own
-//! issue and implements the same trait; the conformance tests in `host/tests/all/broker_*.rs` run
-//! unchanged on each.
+//! Backends: [`embedded`] (SQLite on local disk, the default when no Redis is named) and
+//! [`redis`] (Redis Streams, standalone or Cluster: the multi-host path). The conformance tests in
+//! `host/tests/all/broker_conformance.rs` run unchanged on each.
 //!
 //! This room owns task records, queues and the event log's storage. It knows nothing of wasmtime,
 //! HTTP or how a task is run.
@@ -355,6 +355,28 @@ pub enum BrokerError {
     Conflict(String),
 }
 
+/// The terminal event of a task cancelled before it ran; `message` says when.
+pub fn cancelled_event(message: &str) -> NewEvent {
+    NewEvent::new(
+        crate::events::kind::RUN_CANCELLED,
+        serde_json::json!({"status": "cancelled", "error": {"kind": "cancelled", "message": message}}),
+    )
+}
+
+/// The event recorded when a client asks to cancel a running task.
+pub fn cancel_requested_event() -> NewEvent {
+    NewEvent::new(crate::events::kind::CANCEL_REQUESTED, serde_json::json!({}))
+}
+
+/// Why a waiting task was cancelled, as its error message says.
+pub fn cancel_message(status: TaskStatus) -> &'static str {
+    if status == TaskStatus::Retrying {
+        "cancelled while waiting to be retried"
+    } else {
+        "cancelled before it started"
+    }
+}
+
 /// The queue backend. See the module documentation for the guarantees every backend gives.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
@@ -397,13 +419,14 @@ pub trait Broker: Send + Sync + 'static {
     /// Updates the latest progress of a running attempt (fenced by attempt).
     async fn set_progress(&self, lease: &Lease, percent: f32, message: &str) -> Result<(), BrokerError>;
 
-    /// Cancels a task: a queued one never starts (and gets `event` as its terminal event), a
-    /// running one is flagged for its worker. `tenant` restricts to that tenant's tasks.
+    /// Cancels a task, deciding by its status at that instant: a waiting one (queued, scheduled,
+    /// retrying) ends `cancelled` with a terminal [`cancelled_event`] and never starts; a running
+    /// one is flagged for its worker and gets a [`cancel_requested_event`]. `tenant` restricts to
+    /// that tenant's tasks. Returns what happened and the stored event.
     async fn cancel(
         &self,
         tenant: Option<&str>,
         id: &str,
-        event: NewEvent,
     ) -> Result<(CancelResult, Option<Event>), BrokerError>;
 
     /// Requeues a dead task as a fresh attempt series.

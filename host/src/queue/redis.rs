@@ -665,15 +665,17 @@ redis.call('HSET', k_task(id), 'message', ARGV[8])
 return 1
 "#;
 
-/// `ARGV[4..]`: id, tenant (empty for any), event type, event data, event ts, cancel channel.
-/// Returns `{'notfound'}`, `{'finished'}`, `{'cancelled', seq}` or `{'requested', seq}`.
+/// `ARGV[4..]`: id, tenant (empty for any), event ts, cancel channel, then type and data of the
+/// event for a task cancelled before it started, of one cancelled while waiting for a retry, and
+/// of a cancel request for a running one, then the two error messages. Returns `{'notfound'}`, `{'finished'}`,
+/// `{'cancelled', seq, message}` or `{'requested', seq}`.
 const CANCEL: &str = r#"
 local id, tenant = ARGV[4], ARGV[5]
 local h = meta(id)
 if not h or (tenant ~= '' and h.tenant ~= tenant) then return {'notfound'} end
 if h.status == 'queued' or h.status == 'scheduled' or h.status == 'retrying' then
-  local message = 'cancelled before it started'
-  if h.status == 'retrying' then message = 'cancelled while waiting to be retried' end
+  local message, etype, edata = ARGV[14], ARGV[8], ARGV[9]
+  if h.status == 'retrying' then message, etype, edata = ARGV[15], ARGV[10], ARGV[11] end
   drop_entry(id, h)
   redis.call('ZREM', K_DELAYED, id)
   redis.call('ZREM', K_EXPIRY, id)
@@ -681,13 +683,13 @@ if h.status == 'queued' or h.status == 'scheduled' or h.status == 'retrying' the
   redis.call('HSET', k_task(id), 'status', 'cancelled', 'finished_at', num(NOW), 'error_kind', 'cancelled',
              'error_message', message)
   move(h.tenant, h.status, 'cancelled')
-  local seq = append_event(id, ARGV[6], ARGV[7], ARGV[8])
+  local seq = append_event(id, etype, edata, ARGV[6])
   retain(id)
-  return {'cancelled', seq}
+  return {'cancelled', seq, h.status}
 elseif h.status == 'running' then
   redis.call('HSET', k_task(id), 'cancel_requested', '1')
-  local seq = append_event(id, ARGV[6], ARGV[7], ARGV[8])
-  redis.call('PUBLISH', ARGV[9], id)
+  local seq = append_event(id, ARGV[12], ARGV[13], ARGV[6])
+  redis.call('PUBLISH', ARGV[7], id)
   return {'requested', seq}
 end
 return {'finished'}
@@ -1658,22 +1660,41 @@ impl Broker for RedisBroker {
         &self,
         tenant: Option<&str>,
         id: &str,
-        event: NewEvent,
     ) -> Result<(CancelResult, Option<Event>), BrokerError> {
         let Some(queue) = self.queue_of(id).await? else {
             return Err(BrokerError::NotFound(id.to_owned()));
         };
-        let data = event.data.to_string();
+        let (before_msg, retry_msg) =
+            (super::cancel_message(TaskStatus::Queued), super::cancel_message(TaskStatus::Retrying));
+        let (before, retry, requested) = (
+            super::cancelled_event(before_msg),
+            super::cancelled_event(retry_msg),
+            super::cancel_requested_event(),
+        );
         let reply: Vec<Value> = self
             .run(
                 &SCRIPTS.cancel,
                 &queue,
-                args![id, tenant.unwrap_or(""), event.event_type, data, event.ts, self.keys.cancel_channel()],
+                args![
+                    id,
+                    tenant.unwrap_or(""),
+                    requested.ts,
+                    self.keys.cancel_channel(),
+                    before.event_type,
+                    before.data.to_string(),
+                    retry.event_type,
+                    retry.data.to_string(),
+                    requested.event_type,
+                    requested.data.to_string(),
+                    before_msg,
+                    retry_msg
+                ],
             )
             .await?;
         let outcome = reply.first().cloned().map(String::from_redis_value).transpose().ok().flatten();
         let seq = reply.get(1).cloned().map(u64::from_redis_value).transpose().ok().flatten();
-        let stored = |seq: u64| Event {
+        let was = reply.get(2).cloned().map(String::from_redis_value).transpose().ok().flatten();
+        let stored = |seq: u64, event: &NewEvent| Event {
             task_id: id.to_owned(),
             seq,
             event_type: event.event_type.clone(),
@@ -1683,9 +1704,10 @@ impl Broker for RedisBroker {
         match (outcome.as_deref(), seq) {
             (Some("cancelled"), Some(seq)) => {
                 self.retire_ids(&[id.to_owned()]).await;
-                Ok((CancelResult::Cancelled, Some(stored(seq))))
+                let event = if was.as_deref() == Some("retrying") { &retry } else { &before };
+                Ok((CancelResult::Cancelled, Some(stored(seq, event))))
             }
-            (Some("requested"), Some(seq)) => Ok((CancelResult::Requested, Some(stored(seq)))),
+            (Some("requested"), Some(seq)) => Ok((CancelResult::Requested, Some(stored(seq, &requested)))),
             (Some("finished"), _) => Ok((CancelResult::AlreadyFinished, None)),
             (Some("notfound"), _) => Err(BrokerError::NotFound(id.to_owned())),
             _ => Err(BrokerError::Storage("unexpected reply from the cancel script".to_owned())),

@@ -383,8 +383,7 @@ pub async fn renewing_reports_a_cancel_request(broker: Arc<dyn Broker>) {
     let lease = lease_now(&broker, "w").await.expect("a task");
     assert_eq!(broker.renew(&lease, LONG_LEASE).await.expect("renew"), LeaseState::Held);
 
-    let (outcome, stored) =
-        broker.cancel(Some(TENANT), "t", event(kind::CANCEL_REQUESTED)).await.expect("cancel");
+    let (outcome, stored) = broker.cancel(Some(TENANT), "t").await.expect("cancel");
     assert_eq!(outcome, CancelResult::Requested);
     let stored = stored.expect("the cancel request is an event");
     assert_eq!((stored.seq, stored.event_type.as_str()), (1, kind::CANCEL_REQUESTED));
@@ -409,12 +408,11 @@ pub async fn a_cancelled_queued_task_never_runs(broker: Arc<dyn Broker>) {
     submit(&broker, new_task("t")).await;
     submit(&broker, NewTask { not_before: Some(now_ms() + 60_000), ..new_task("scheduled") }).await;
 
-    let (outcome, stored) = broker.cancel(None, "t", event(kind::RUN_CANCELLED)).await.expect("cancel");
+    let (outcome, stored) = broker.cancel(None, "t").await.expect("cancel");
     assert_eq!(outcome, CancelResult::Cancelled);
     let stored = stored.expect("the terminal event");
     assert_eq!((stored.seq, stored.event_type.as_str()), (1, kind::RUN_CANCELLED));
-    let (outcome, _) =
-        broker.cancel(Some(TENANT), "scheduled", event(kind::RUN_CANCELLED)).await.expect("cancel");
+    let (outcome, _) = broker.cancel(Some(TENANT), "scheduled").await.expect("cancel");
     assert_eq!(outcome, CancelResult::Cancelled);
 
     let task = get(&broker, "t").await;
@@ -422,12 +420,12 @@ pub async fn a_cancelled_queued_task_never_runs(broker: Arc<dyn Broker>) {
     assert!(task.finished_at.is_some());
     assert!(lease_within(&broker, "w", LONG_LEASE, Duration::from_millis(100)).await.is_none());
 
-    let (outcome, stored) = broker.cancel(None, "t", event(kind::RUN_CANCELLED)).await.expect("cancel again");
+    let (outcome, stored) = broker.cancel(None, "t").await.expect("cancel again");
     assert_eq!(outcome, CancelResult::AlreadyFinished);
     assert!(stored.is_none());
     assert_eq!(broker.events_since("t", 0, 10).await.expect("events").len(), 1);
 
-    let unknown = broker.cancel(None, "no-such-task", event(kind::RUN_CANCELLED)).await;
+    let unknown = broker.cancel(None, "no-such-task").await;
     assert!(matches!(unknown, Err(BrokerError::NotFound(_))), "{unknown:?}");
 }
 
@@ -563,7 +561,7 @@ pub async fn another_tenants_task_is_not_found(broker: Arc<dyn Broker>) {
     assert!(broker.get(None, "mine").await.expect("get").is_some(), "no tenant means an admin's view");
     assert!(broker.get(None, "no-such-task").await.expect("get").is_none());
 
-    let cancel = broker.cancel(Some("intruder"), "mine", event(kind::RUN_CANCELLED)).await;
+    let cancel = broker.cancel(Some("intruder"), "mine").await;
     assert!(matches!(cancel, Err(BrokerError::NotFound(_))), "{cancel:?}");
     assert_eq!(get(&broker, "mine").await.status, TaskStatus::Queued, "another tenant cancelled the task");
 

@@ -451,8 +451,7 @@ async fn cancelling_a_running_task_is_published_for_every_host() {
     broker.submit(new_task("t")).await.expect("submit");
     let lease = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("the task");
 
-    let event = NewEvent::new(kind::CANCEL_REQUESTED, json!({}));
-    broker.cancel(None, "t", event).await.expect("cancel");
+    broker.cancel(None, "t").await.expect("cancel");
     let message = tokio::time::timeout(DEADLINE, pubsub.on_message().next())
         .await
         .expect("the cancel was published")
