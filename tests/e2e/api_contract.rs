@@ -94,6 +94,13 @@ async fn health_readiness_and_plugins_report_the_truth() {
     assert!(names.contains(&"hello") && names.contains(&"hostile"), "{names:?}");
     let hello = body["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "hello").unwrap();
     assert_eq!(hello["limits"]["timeout_ms"], 60_000);
+    let workers = host
+        .wait_until_json("/api/v1/workers", std::time::Duration::from_secs(30), |w| w["online"] == 1)
+        .await;
+    let me = &workers["workers"][0];
+    assert_eq!(me["slots"], 2, "{workers}");
+    assert_eq!(me["online"], true);
+    assert!(me["plugins"].as_array().unwrap().iter().any(|p| p == "hello"), "{workers}");
     let problems = body["problems"].as_array().unwrap();
     assert!(problems.iter().any(|p| p["dir"].as_str().unwrap().ends_with("mismatched")), "{problems:?}");
     assert!(problems.iter().any(|p| p["dir"].as_str().unwrap().ends_with("broken-manifest")), "{problems:?}");

@@ -238,6 +238,27 @@ impl Host {
         }
     }
 
+    /// Polls `GET path` until `check` accepts the JSON body, or fails after `deadline`.
+    pub async fn wait_until_json(
+        &self,
+        path: &str,
+        deadline: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let until = Instant::now() + deadline;
+        loop {
+            let (_, body) = self.call(reqwest::Method::GET, path, None).await;
+            if check(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < until,
+                "GET {path} did not reach the expected state within {deadline:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the task reaches a terminal status.
     pub async fn wait_finished(&self, id: &str, deadline: Duration) -> Value {
         self.wait_for(id, deadline, |t| {

@@ -6,6 +6,7 @@
 //! talks to the broker, the event hub and the worker's cancel registry.
 
 mod auth;
+mod dashboard;
 mod error;
 pub mod openapi;
 mod tasks;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub tenants: Arc<Tenants>,
     /// Worker slots on this host.
     pub slots: usize,
+    /// A host whose last heartbeat is older than this is shown offline.
+    pub host_offline_after: std::time::Duration,
 }
 
 /// The whole HTTP surface.
@@ -69,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/events", get(tasks::events))
         .route("/plugins", get(tasks::plugins))
         .route("/queues", get(tasks::queues))
+        .route("/workers", get(tasks::workers))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
@@ -89,5 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(tasks::readyz))
         .route("/metrics", get(tasks::metrics))
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
         .with_state(state)
 }

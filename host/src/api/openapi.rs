@@ -83,6 +83,15 @@ pub struct QueuesReply {
     pub running_here: u64,
 }
 
+/// `GET /workers`.
+#[derive(Serialize, ToSchema)]
+pub struct WorkersReply {
+    /// Hosts that sent a heartbeat recently, freshest first.
+    pub workers: Vec<tasks::WorkerView>,
+    /// How many of them are online.
+    pub online: u64,
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -92,11 +101,11 @@ pub struct QueuesReply {
     ),
     paths(
         tasks::submit, tasks::get_task, tasks::list, tasks::cancel, tasks::retry, tasks::events,
-        tasks::plugins, tasks::queues, tasks::readyz, tasks::metrics
+        tasks::plugins, tasks::queues, tasks::workers, tasks::readyz, tasks::metrics
     ),
     components(schemas(
         SubmitRequest, TaskView, ErrorBody, ErrorInfo, Submitted, TaskList, CancelReply, EventView, EventsPage,
-        QueuesReply, QueueStats, TaskStatus, Priority, LimitsRequest, CancelResult
+        QueuesReply, WorkersReply, crate::queue::HostInfo, QueueStats, TaskStatus, Priority, LimitsRequest, CancelResult
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 use super::Caller;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
@@ -400,6 +401,50 @@ pub async fn plugins(State(state): State<AppState>, Caller(_tenant): Caller) -> 
 pub async fn queues(State(state): State<AppState>, Caller(tenant): Caller) -> Result<Json<Value>, ApiError> {
     let stats = state.broker.queue_stats(tenant.scope()).await?;
     Ok(Json(json!({"queues": stats, "running_here": state.running.ids().len()})))
+}
+
+/// A host in `GET /workers`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkerView {
+    #[serde(flatten)]
+    host: crate::queue::HostInfo,
+    /// Heartbeat recent enough.
+    pub online: bool,
+    /// Running tasks per slot, 0 to 1.
+    load: f64,
+    /// Seconds since the last heartbeat.
+    heartbeat_age_secs: f64,
+}
+
+/// Hosts that sent a heartbeat recently, with whether each is online.
+pub async fn worker_views(state: &AppState) -> Result<Vec<WorkerView>, ApiError> {
+    let now = now_ms();
+    Ok(state
+        .broker
+        .hosts()
+        .await?
+        .into_iter()
+        .map(|host| {
+            let age = Duration::from_millis(now.saturating_sub(host.last_seen).max(0) as u64);
+            WorkerView {
+                online: age <= state.host_offline_after,
+                load: f64::from(host.running) / f64::from(host.slots.max(1)),
+                heartbeat_age_secs: age.as_secs_f64(),
+                host,
+            }
+        })
+        .collect())
+}
+
+/// `GET /api/v1/workers`.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "queues", responses((status = 200, body = super::openapi::WorkersReply)))]
+pub async fn workers(
+    State(state): State<AppState>,
+    Caller(_tenant): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let workers = worker_views(&state).await?;
+    let online = workers.iter().filter(|w| w.online).count();
+    Ok(Json(json!({"workers": workers, "online": online})))
 }
 
 /// `GET /readyz`: 200 when the broker answers and at least one plugin is loaded.

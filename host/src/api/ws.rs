@@ -299,6 +299,8 @@ pub async fn queue_stream(
 
 async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Option<Value> {
     let stats = state.broker.queue_stats(tenant.scope()).await.ok()?;
+    let workers_online =
+        super::tasks::worker_views(state).await.map(|w| w.iter().filter(|w| w.online).count()).unwrap_or(0);
     let sum = |f: fn(&crate::queue::QueueStats) -> u64| stats.iter().map(f).sum::<u64>();
     let (pending, running, scheduled, dead) =
         (sum(|q| q.pending), sum(|q| q.running), sum(|q| q.scheduled), sum(|q| q.dead));
@@ -309,7 +311,7 @@ async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Optio
         "pending_tasks": pending,
         "scheduled_tasks": scheduled,
         "dead_tasks": dead,
-        "workers_online": 1,
+        "workers_online": workers_online,
         "slots": state.slots,
         "queues": stats,
     }))

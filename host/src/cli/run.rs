@@ -117,6 +117,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host_id = format!("{}-{}", hostname(), std::process::id());
     let mut settings = WorkerSettings::new(concurrency, queues.clone(), host_id.clone());
     settings.stale_after = Duration::from_secs_f64(args.stale_after.max(0.05));
+    let heartbeat_interval = settings.heartbeat_interval;
     let worker =
         Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
 
@@ -128,6 +129,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_input_bytes: args.max_input_bytes,
         tenants: tenants.clone(),
         slots: concurrency,
+        host_offline_after: heartbeat_interval * crate::worker::OFFLINE_AFTER_HEARTBEATS,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

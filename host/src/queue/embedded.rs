@@ -55,8 +55,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::{
-    Broker, BrokerError, CancelResult, ErrorInfo, Finish, Lease, LeaseState, Millis, NewTask, Priority,
-    QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
+    Broker, BrokerError, CancelResult, ErrorInfo, Finish, HostInfo, Lease, LeaseState, Millis, NewTask,
+    Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
 };
 use crate::events::{Event, NewEvent, kind};
 use crate::sandbox::LimitsRequest;
@@ -125,6 +125,13 @@ const MIGRATIONS: &[&str] = &[
         ts         INTEGER NOT NULL,
         PRIMARY KEY (task_id, seq)
     ) WITHOUT ROWID;",
+    // 2: host heartbeats.
+    "CREATE TABLE hosts (
+        id         TEXT PRIMARY KEY NOT NULL,
+        info       TEXT NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        forget_at  INTEGER NOT NULL
+    );",
 ];
 
 /// The columns [`task_from_row`] reads, in a `SELECT`.
@@ -717,6 +724,41 @@ impl Broker for EmbeddedBroker {
         self.with_db(|conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, host: &HostInfo, forget_after: Duration) -> Result<(), BrokerError> {
+        let info = serde_json::to_string(host).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        let (id, last_seen) = (host.id.clone(), host.last_seen);
+        let forget_at =
+            last_seen.saturating_add(Millis::try_from(forget_after.as_millis()).unwrap_or(Millis::MAX));
+        self.with_db(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO hosts (id, info, last_seen, forget_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET info = ?2, last_seen = ?3, forget_at = ?4",
+                rusqlite::params![id, info, last_seen, forget_at],
+            )?;
+            tx.execute("DELETE FROM hosts WHERE forget_at < ?1", rusqlite::params![now_ms()])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostInfo>, BrokerError> {
+        self.with_db(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT info FROM hosts WHERE forget_at >= ?1 ORDER BY last_seen DESC")?;
+            let rows = stmt.query_map(rusqlite::params![now_ms()], |row| row.get::<_, String>(0))?;
+            let mut hosts = Vec::new();
+            for info in rows {
+                if let Ok(host) = serde_json::from_str::<HostInfo>(&info?) {
+                    hosts.push(host);
+                }
+            }
+            Ok(hosts)
         })
         .await
     }

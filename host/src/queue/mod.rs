@@ -341,6 +341,29 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
+/// A host as it reports itself in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HostInfo {
+    /// Unique per process: `<hostname>-<pid>`.
+    pub id: String,
+    /// The machine's name.
+    pub hostname: String,
+    /// Worker slots.
+    pub slots: u32,
+    /// Tasks running now.
+    pub running: u32,
+    /// Queues consumed.
+    pub queues: Vec<String>,
+    /// Plugins loaded.
+    pub plugins: Vec<String>,
+    /// taskhost version.
+    pub version: String,
+    /// When the process started.
+    pub started_at: Millis,
+    /// When this heartbeat was sent.
+    pub last_seen: Millis,
+}
+
 /// Why a broker call failed. These are infrastructure failures; a task that fails is not one.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -449,4 +472,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Checks the storage is reachable.
     async fn ping(&self) -> Result<(), BrokerError>;
+
+    /// Records a host's heartbeat; entries older than `forget_after` are dropped.
+    async fn heartbeat(&self, host: &HostInfo, forget_after: Duration) -> Result<(), BrokerError>;
+
+    /// The hosts that sent a heartbeat recently (within the `forget_after` of their last one),
+    /// freshest first. Whether each is online is the caller's call, from `last_seen`.
+    async fn hosts(&self) -> Result<Vec<HostInfo>, BrokerError>;
 }

@@ -99,8 +99,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::embedded::MAX_DELIVERIES;
 use super::{
-    Broker, BrokerError, CancelResult, ErrorInfo, Finish, Lease, LeaseState, Millis, NewTask, Priority,
-    QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus,
+    Broker, BrokerError, CancelResult, ErrorInfo, Finish, HostInfo, Lease, LeaseState, Millis, NewTask,
+    Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
 };
 use crate::events::{Event, NewEvent, kind};
 
@@ -239,6 +239,16 @@ impl Keys {
     /// The id index of a task: its queue's name.
     pub fn index(&self, id: &str) -> String {
         format!("{}:id:{id}", self.prefix)
+    }
+
+    /// Hash: host id → its latest heartbeat (JSON).
+    pub fn hosts(&self) -> String {
+        format!("{}:hosts", self.prefix)
+    }
+
+    /// Sorted set: host id, scored by when to forget it.
+    pub fn hosts_seen(&self) -> String {
+        format!("{}:hosts-seen", self.prefix)
     }
 
     /// The channel on which cancellations of running tasks are published.
@@ -1932,6 +1942,53 @@ impl Broker for RedisBroker {
     async fn ping(&self) -> Result<(), BrokerError> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
+    }
+
+    async fn heartbeat(&self, host: &HostInfo, forget_after: Duration) -> Result<(), BrokerError> {
+        // One sorted set (score: when to forget) and one hash of the latest heartbeat per host,
+        // both single keys: no cross-slot command on a Cluster.
+        let info = serde_json::to_string(host).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        let forget_at = host.last_seen.saturating_add(duration_ms(forget_after));
+        let mut conn = self.conn.clone();
+        let _: () =
+            redis::cmd("HSET").arg(self.keys.hosts()).arg(&host.id).arg(info).query_async(&mut conn).await?;
+        let _: () = redis::cmd("ZADD")
+            .arg(self.keys.hosts_seen())
+            .arg(forget_at)
+            .arg(&host.id)
+            .query_async(&mut conn)
+            .await?;
+        let gone: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.hosts_seen())
+            .arg("-inf")
+            .arg(now_ms())
+            .query_async(&mut conn)
+            .await?;
+        if !gone.is_empty() {
+            let _: () = redis::cmd("HDEL").arg(self.keys.hosts()).arg(&gone).query_async(&mut conn).await?;
+            let _: () =
+                redis::cmd("ZREM").arg(self.keys.hosts_seen()).arg(&gone).query_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostInfo>, BrokerError> {
+        let mut conn = self.conn.clone();
+        let live: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.hosts_seen())
+            .arg(now_ms())
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let infos: Vec<Option<String>> =
+            redis::cmd("HMGET").arg(self.keys.hosts()).arg(&live).query_async(&mut conn).await?;
+        let mut hosts: Vec<HostInfo> =
+            infos.into_iter().flatten().filter_map(|i| serde_json::from_str::<HostInfo>(&i).ok()).collect();
+        hosts.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        Ok(hosts)
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventHub, NewEvent, kind};
 use crate::plugin::PluginRegistry;
-use crate::queue::{Broker, ErrorInfo, Finish, Lease, LeaseState, now_ms};
+use crate::queue::{Broker, ErrorInfo, Finish, HostInfo, Lease, LeaseState, now_ms};
 use crate::sandbox::{Outcome, Report, Sandbox, TaskIdentity, TaskRun};
 
 /// Tunable timings of the worker, declared once.
@@ -35,8 +35,10 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Queues to take tasks from.
     pub queues: Vec<String>,
-    /// This host's name in leases and events.
+    /// This host's name in leases and events (unique per process).
     pub host_id: String,
+    /// The machine's name.
+    pub hostname: String,
     /// How long a lease lasts without renewal. A dead host's tasks come back after this.
     pub lease_duration: Duration,
     /// How often a running task's lease is renewed (well under `lease_duration`).
@@ -50,7 +52,14 @@ pub struct WorkerSettings {
     /// A running task that reports nothing for this long is flagged stale (after the CVD notes:
     /// a hung run looks alive to Celery).
     pub stale_after: Duration,
+    /// How often the host records its heartbeat (slots, running tasks, queues).
+    pub heartbeat_interval: Duration,
 }
+
+/// A host whose last heartbeat is older than this many heartbeat intervals is shown offline.
+pub const OFFLINE_AFTER_HEARTBEATS: u32 = 3;
+/// A host silent for this many heartbeat intervals is forgotten.
+pub const FORGET_AFTER_HEARTBEATS: u32 = 120;
 
 impl WorkerSettings {
     /// Defaults for `concurrency` slots on `queues`.
@@ -58,6 +67,7 @@ impl WorkerSettings {
         WorkerSettings {
             concurrency: concurrency.max(1),
             queues,
+            hostname: host_id.rsplit_once('-').map_or(host_id.clone(), |(h, _)| h.to_owned()),
             host_id,
             lease_duration: Duration::from_secs(30),
             lease_renewal_interval: Duration::from_secs(10),
@@ -65,6 +75,7 @@ impl WorkerSettings {
             progress_event_interval: Duration::from_millis(250),
             broker_retry_delay: Duration::from_millis(500),
             stale_after: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(5),
         }
     }
 }
@@ -157,6 +168,7 @@ pub struct Worker {
     plugins: Arc<PluginRegistry>,
     settings: WorkerSettings,
     running: Arc<RunningTasks>,
+    started_at: crate::queue::Millis,
 }
 
 impl Worker {
@@ -168,7 +180,7 @@ impl Worker {
         plugins: Arc<PluginRegistry>,
         settings: WorkerSettings,
     ) -> Self {
-        Worker { broker, hub, sandbox, plugins, settings, running: Arc::default() }
+        Worker { broker, hub, sandbox, plugins, settings, running: Arc::default(), started_at: now_ms() }
     }
 
     /// The tasks running on this host.
@@ -188,6 +200,7 @@ impl Worker {
         }
         let watchdog =
             tokio::spawn(stale_watchdog(self.running.clone(), self.hub.clone(), self.settings.stale_after));
+        let heartbeat = tokio::spawn(self.clone().heartbeat_loop());
         shutdown.cancelled().await;
         watchdog.abort();
         tracing::info!(grace_secs = grace.as_secs_f64(), running = self.running.ids().len(), "draining");
@@ -196,6 +209,34 @@ impl Worker {
             tracing::warn!("grace period over: stopping the remaining tasks and releasing their leases");
             hard_stop.cancel();
             while slots.join_next().await.is_some() {}
+        }
+        heartbeat.abort();
+    }
+
+    /// This host as its heartbeat describes it.
+    pub fn host_info(&self) -> HostInfo {
+        HostInfo {
+            id: self.settings.host_id.clone(),
+            hostname: self.settings.hostname.clone(),
+            slots: self.settings.concurrency as u32,
+            running: self.running.ids().len() as u32,
+            queues: self.settings.queues.clone(),
+            plugins: self.plugins.iter().map(|p| p.manifest.name.clone()).collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: self.started_at,
+            last_seen: now_ms(),
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.heartbeat_interval);
+        let forget_after = self.settings.heartbeat_interval * FORGET_AFTER_HEARTBEATS;
+        loop {
+            tick.tick().await;
+            if let Err(error) = self.broker.heartbeat(&self.host_info(), forget_after).await {
+                crate::telemetry::broker_error("heartbeat");
+                tracing::warn!(%error, "heartbeat failed");
+            }
         }
     }
 

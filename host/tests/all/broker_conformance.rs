@@ -50,6 +50,7 @@ macro_rules! broker_conformance {
             another_tenants_task_is_not_found,
             tasks_are_listed_newest_first_and_counted_per_queue,
             concurrent_workers_never_share_a_task,
+            hosts_are_listed_from_their_heartbeats_and_forgotten_when_silent,
         );
         $crate::broker_conformance!(@backend $backend;
             a_task_running_when_its_host_stops_runs_again_as_the_next_attempt,
@@ -697,4 +698,34 @@ pub async fn a_task_running_when_its_host_stops_runs_again_as_the_next_attempt(b
             .is_none(),
         "the attempt from before the restart is fenced off"
     );
+}
+
+pub async fn hosts_are_listed_from_their_heartbeats_and_forgotten_when_silent(broker: Arc<dyn Broker>) {
+    use taskhost::queue::HostInfo;
+    let host = |id: &str, last_seen| HostInfo {
+        id: id.to_owned(),
+        hostname: "machine".into(),
+        slots: 4,
+        running: 1,
+        queues: vec![QUEUE.to_owned()],
+        plugins: vec!["hello".into()],
+        version: "test".into(),
+        started_at: last_seen,
+        last_seen,
+    };
+    let now = now_ms();
+    broker.heartbeat(&host("old", now - 1_000), Duration::from_secs(60)).await.expect("heartbeat");
+    broker.heartbeat(&host("new", now), Duration::from_secs(60)).await.expect("heartbeat");
+    let listed = broker.hosts().await.expect("hosts");
+    let ids: Vec<&str> = listed.iter().map(|h| h.id.as_str()).collect();
+    assert!(ids.starts_with(&["new", "old"]), "{ids:?}");
+    assert_eq!(listed[0], host("new", now));
+
+    // A newer heartbeat replaces the old one; a host silent past its forget time is dropped.
+    broker.heartbeat(&host("old", now + 10), Duration::from_secs(60)).await.expect("heartbeat");
+    broker.heartbeat(&host("gone", now - 120_000), Duration::from_secs(60)).await.expect("heartbeat");
+    let listed = broker.hosts().await.expect("hosts");
+    assert_eq!(listed.iter().filter(|h| h.id == "old").count(), 1);
+    assert_eq!(listed.iter().find(|h| h.id == "old").map(|h| h.last_seen), Some(now + 10));
+    assert!(listed.iter().all(|h| h.id != "gone"), "{listed:?}");
 }
