@@ -3,6 +3,7 @@
 mod api_contract;
 mod cli;
 mod lifecycle;
+mod multihost;
 mod plugin_cvd;
 mod restart;
 mod streaming;

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// stale in the API and with a `run_stale` event.
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     stale_after: f64,
+    /// Seconds a task's lease lasts without renewal (renewed every third of it while the task
+    /// runs): the time after which another host takes over the tasks of a host that died.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    lease_secs: f64,
     /// Largest task input accepted, in bytes.
     #[arg(long, default_value_t = api::DEFAULT_MAX_INPUT_BYTES, value_name = "BYTES")]
     max_input_bytes: usize,
@@ -105,9 +109,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let plugins = Arc::new(plugins);
+    let mut redis_broker: Option<Arc<RedisBroker>> = None;
     let broker: Arc<dyn Broker> = match redis_config {
         Some(config) => match connect_redis(config).await {
-            Some(broker) => Arc::new(broker),
+            Some(broker) => {
+                let broker = Arc::new(broker);
+                redis_broker = Some(broker.clone());
+                broker
+            }
             None => return Ok(ExitCode::SUCCESS),
         },
         None => Arc::new(EmbeddedBroker::open(&args.data_dir)?),
@@ -117,9 +126,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host_id = format!("{}-{}", hostname(), std::process::id());
     let mut settings = WorkerSettings::new(concurrency, queues.clone(), host_id.clone());
     settings.stale_after = Duration::from_secs_f64(args.stale_after.max(0.05));
+    settings.lease_duration = Duration::from_secs_f64(args.lease_secs.max(0.3));
+    settings.lease_renewal_interval = settings.lease_duration / 3;
     let heartbeat_interval = settings.heartbeat_interval;
     let worker =
         Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
+    if let Some(redis) = &redis_broker {
+        // A cancel requested on any host stops the task here at once.
+        let running = worker.running();
+        redis.watch_cancellations(move |task_id| {
+            running.cancel(task_id);
+        });
+    }
 
     let state = AppState {
         broker: broker.clone(),

@@ -1063,6 +1063,53 @@ impl RedisBroker {
         self.cluster
     }
 
+    /// Calls `on_cancel(task_id)` for every cancellation of a running task that any host
+    /// publishes, until the broker is dropped, so that the host running it stops it at once rather
+    /// than at its next lease renewal. Resubscribes with backoff when the connection drops.
+    /// (Classic pub/sub reaches every node of a Cluster, so one subscription suffices.)
+    pub fn watch_cancellations(&self, on_cancel: impl Fn(&str) + Send + Sync + 'static) {
+        use futures::StreamExt;
+        let (url, channel, stop) =
+            (self.config.urls[0].clone(), self.keys.cancel_channel(), self.stop.clone());
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            while !stop.is_cancelled() {
+                let subscribed = async {
+                    let mut pubsub = Client::open(url.as_str())?.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    redis::RedisResult::Ok(pubsub)
+                }
+                .await;
+                match subscribed {
+                    Ok(mut pubsub) => {
+                        delay = Duration::from_millis(100);
+                        let mut messages = pubsub.on_message();
+                        loop {
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                message = messages.next() => match message {
+                                    Some(message) => {
+                                        if let Ok(id) = message.get_payload::<String>() {
+                                            on_cancel(&id);
+                                        }
+                                    }
+                                    None => break,
+                                },
+                            }
+                        }
+                        tracing::warn!("the cancellation subscription dropped; resubscribing");
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot subscribe to cancellations; retrying"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
     /// The key names of this broker.
     pub fn keys(&self) -> &Keys {
         &self.keys

@@ -14,7 +14,7 @@ use taskhost::queue::{Broker, BrokerError, Finish, LeaseState, NewTask, Priority
 use taskhost::sandbox::LimitsRequest;
 
 use crate::broker_conformance::Backend;
-use crate::redis_support::{RedisCluster, RedisServer, free_port};
+use taskhost_e2e::redis::{RedisCluster, RedisServer, free_port};
 
 /// A key prefix no other test uses.
 fn unique_prefix() -> String {

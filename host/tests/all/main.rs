@@ -3,7 +3,6 @@
 
 mod broker_conformance;
 mod broker_redis;
-mod redis_support;
 mod sandbox_hostile;
 mod sandbox_plugins;
 mod support;

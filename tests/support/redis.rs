@@ -1,4 +1,4 @@
-//! Redis servers for the tests: each started on a free loopback port with a temporary folder,
+//! Redis servers for the tests (the host's and the end-to-end suite's): each started on a free loopback port with a temporary folder,
 //! stopped (by PID) when dropped, and watched by a small shell loop that stops it too if the test
 //! process dies without dropping it.
 
