@@ -143,3 +143,73 @@ async fn a_silent_running_task_is_flagged_stale_with_an_event() {
     host.call(Method::POST, &format!("/api/v1/tasks/{id}/cancel"), None).await;
     assert_eq!(host.wait_finished(&id, MINUTE).await["stale"], false);
 }
+
+#[tokio::test]
+async fn files_uploaded_to_the_file_area_are_read_only_under_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = taskhost_e2e::HostOptions::new(&dir.path().join("data"));
+    options.extra = vec!["--max-file-bytes".into(), "2000000".into()];
+    let host = Host::start_with(options).await.unwrap();
+    let http = reqwest::Client::new();
+    let fasta = ">seq1 Escherichia coli\nAGAGTTTGATCCTGGCTCAG\n".repeat(20_000); // 860 KB: too big for a JSON body
+    let put =
+        http.put(format!("{}/api/v1/files/reads.fasta", host.base)).body(fasta.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let info: serde_json::Value = put.json().await.unwrap();
+    assert_eq!(info["size"], fasta.len() as u64);
+    let (_, listed) = host.call(Method::GET, "/api/v1/files", None).await;
+    assert_eq!(listed["files"][0]["name"], "reads.fasta");
+    let back = http
+        .get(format!("{}/api/v1/files/reads.fasta", host.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(back.as_ref(), fasta.as_bytes());
+
+    // The task names the file and reads it at /input; it cannot write there.
+    let id = host
+        .submit(json!({"plugin": "hostile", "input": {"mode": "read_file", "path": "/input/reads.fasta"}, "files": ["reads.fasta"]}))
+        .await;
+    let task = host.wait_finished(&id, MINUTE).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["files"], json!(["reads.fasta"]));
+    assert_eq!(task["result"]["content"].as_str().unwrap().len(), fasta.len());
+    let id = host
+        .submit(json!({"plugin": "hostile", "input": {"mode": "write_file", "path": "/input/reads.fasta"}, "files": ["reads.fasta"]}))
+        .await;
+    assert_eq!(host.wait_finished(&id, MINUTE).await["error"]["kind"], "plugin_error");
+    // Without naming it, the file is not there.
+    let id = host
+        .submit(json!({"plugin": "hostile", "input": {"mode": "read_file", "path": "/input/reads.fasta"}}))
+        .await;
+    assert_eq!(host.wait_finished(&id, MINUTE).await["error"]["kind"], "plugin_error");
+
+    // Bad requests.
+    let (status, body) = host
+        .call(
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"plugin": "hello", "input": {"name": "x"}, "files": ["missing.fasta"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let too_big =
+        http.put(format!("{}/api/v1/files/big.bin", host.base)).body(vec![0u8; 3_000_000]).send().await;
+    // The server answers 413 as soon as the body passes the limit; the client may see that or a
+    // reset while still sending. Either way nothing is stored.
+    if let Ok(response) = too_big {
+        assert_eq!(response.status(), 413);
+    }
+    let http = reqwest::Client::new(); // the refused upload may have left a broken pooled connection
+    let stored = http.get(format!("{}/api/v1/files/big.bin", host.base)).send().await.unwrap();
+    assert_eq!(stored.status(), 404);
+    let bad_name = http.put(format!("{}/api/v1/files/..secret", host.base)).body("x").send().await.unwrap();
+    assert_eq!(bad_name.status(), 400);
+    let deleted = http.delete(format!("{}/api/v1/files/reads.fasta", host.base)).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    let gone = http.get(format!("{}/api/v1/files/reads.fasta", host.base)).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+}

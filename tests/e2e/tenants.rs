@@ -75,6 +75,31 @@ async fn tenants_see_only_their_own_tasks_and_tokens_are_required() {
         let (status, body, _) = host.call_as(Some(&bob), method, &path, None).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
+    // Files: Alice's file area is invisible to Bob.
+    let http = reqwest::Client::new();
+    let put = http
+        .put(format!("{}/api/v1/files/secret.txt", host.base))
+        .bearer_auth(&alice)
+        .body("alice only")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let peek =
+        http.get(format!("{}/api/v1/files/secret.txt", host.base)).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(peek.status(), 404);
+    let (_, bobs, _) = host.call_as(Some(&bob), Method::GET, "/api/v1/files", None).await;
+    assert!(bobs["files"].as_array().unwrap().is_empty(), "{bobs}");
+    let (status, body, _) = host
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"plugin": "hello", "input": {"name": "b"}, "files": ["secret.txt"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "bob cannot mount alice's file: {body}");
+
     let ws = format!("{}?token={bob}", host.ws(&format!("/ws/tasks/{id}")));
     let Err(err) = tokio_tungstenite::connect_async(&ws).await else {
         panic!("bob must not watch alice's task")

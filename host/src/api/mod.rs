@@ -8,6 +8,7 @@
 mod auth;
 mod dashboard;
 mod error;
+mod files;
 pub mod openapi;
 mod tasks;
 mod ws;
@@ -60,7 +61,14 @@ pub struct AppState {
     pub slots: usize,
     /// A host whose last heartbeat is older than this is shown offline.
     pub host_offline_after: std::time::Duration,
+    /// Largest file accepted in a file area.
+    pub max_file_bytes: usize,
 }
+
+/// Largest file accepted in a file area by default.
+pub const DEFAULT_MAX_FILE_BYTES: usize = 32 << 20;
+/// Room in a tenant's file area when its quota names none.
+pub const DEFAULT_FILE_AREA_BYTES: u64 = 1 << 30;
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
@@ -73,6 +81,14 @@ pub fn router(state: AppState) -> Router {
         .route("/plugins", get(tasks::plugins))
         .route("/queues", get(tasks::queues))
         .route("/workers", get(tasks::workers))
+        .route("/files", get(files::list))
+        .route(
+            "/files/{name}",
+            axum::routing::put(files::put)
+                .get(files::get)
+                .delete(files::delete)
+                .layer(DefaultBodyLimit::max(state.max_file_bytes)),
+        )
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {

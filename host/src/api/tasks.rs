@@ -52,6 +52,9 @@ pub struct SubmitRequest {
     /// Narrower limits than the plugin's defaults.
     #[serde(default)]
     pub limits: Option<LimitsRequest>,
+    /// Files of the tenant's file area the task sees read-only under `/input`.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// A task as the API shows it.
@@ -83,6 +86,8 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
     cancel_requested: bool,
+    /// Files mounted read-only under `/input`.
+    files: Vec<String>,
     /// Running, but silent for longer than the host's stale threshold.
     stale: bool,
 }
@@ -126,6 +131,7 @@ impl TaskView {
             not_before: t.not_before.map(rfc3339),
             expires_at: t.expires_at.map(rfc3339),
             cancel_requested: t.cancel_requested,
+            files: t.files,
             stale: false,
         }
     }
@@ -210,6 +216,19 @@ pub async fn submit(
             "limits: fuel, timeout_ms and memory_mb must be positive".into(),
         ));
     }
+    if request.files.len() > 64 {
+        return Err(ApiError::InvalidRequest("files: at most 64 files per task".into()));
+    }
+    if !request.files.is_empty() {
+        let known = state.broker.list_files(&tenant.name).await?;
+        for name in &request.files {
+            if !known.iter().any(|f| &f.name == name) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "files: {name:?} is not in the file area (upload it with PUT /api/v1/files/{{name}})"
+                )));
+            }
+        }
+    }
     let submitted = state
         .broker
         .submit(NewTask {
@@ -224,6 +243,7 @@ pub async fn submit(
             expires_at,
             max_retries,
             limits,
+            files: request.files,
         })
         .await?;
     let status = if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK };

@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// runs): the time after which another host takes over the tasks of a host that died.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     lease_secs: f64,
+    /// Largest file accepted in a tenant's file area, in bytes.
+    #[arg(long, default_value_t = api::DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    max_file_bytes: usize,
     /// Largest task input accepted, in bytes.
     #[arg(long, default_value_t = api::DEFAULT_MAX_INPUT_BYTES, value_name = "BYTES")]
     max_input_bytes: usize,
@@ -148,6 +151,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tenants: tenants.clone(),
         slots: concurrency,
         host_offline_after: heartbeat_interval * crate::worker::OFFLINE_AFTER_HEARTBEATS,
+        max_file_bytes: args.max_file_bytes,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

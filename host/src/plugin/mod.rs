@@ -216,6 +216,7 @@ async fn load_one(sandbox: &Sandbox, dir: &Path, cache_dir: &Path) -> Result<Loa
             None
         },
         scratch: manifest.capabilities.scratch,
+        input_dir: None,
     };
     let limits = TaskLimits::default().with_manifest(&manifest.limits);
     Ok(LoadedPlugin {

@@ -55,8 +55,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::{
-    Broker, BrokerError, CancelResult, ErrorInfo, Finish, HostInfo, Lease, LeaseState, Millis, NewTask,
-    Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
+    Broker, BrokerError, CancelResult, ErrorInfo, FileInfo, Finish, HostInfo, Lease, LeaseState, Millis,
+    NewTask, Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
 };
 use crate::events::{Event, NewEvent, kind};
 use crate::sandbox::LimitsRequest;
@@ -132,6 +132,17 @@ const MIGRATIONS: &[&str] = &[
         last_seen  INTEGER NOT NULL,
         forget_at  INTEGER NOT NULL
     );",
+    // 3: the tenants' file areas, and the files a task mounts.
+    "ALTER TABLE tasks ADD COLUMN files TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE files (
+        tenant     TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        content    BLOB NOT NULL,
+        size       INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    ) WITHOUT ROWID;",
 ];
 
 /// The columns [`task_from_row`] reads, in a `SELECT`.
@@ -139,7 +150,7 @@ macro_rules! task_columns {
     () => {
         "id, tenant, plugin, task_name, queue, status, priority, progress, message, input, result, \
          error_kind, error_message, attempts, max_retries, limits, created_at, started_at, finished_at, \
-         not_before, expires_at, cancel_requested"
+         not_before, expires_at, cancel_requested, files"
     };
 }
 
@@ -279,11 +290,13 @@ impl Broker for EmbeddedBroker {
                 };
                 let limits = serde_json::to_string(&task.limits)
                     .map_err(|e| BrokerError::Storage(format!("cannot encode limits: {e}")))?;
+                let files = serde_json::to_string(&task.files)
+                    .map_err(|e| BrokerError::Storage(format!("cannot encode files: {e}")))?;
                 tx.prepare_cached(
                     "INSERT INTO tasks (id, tenant, plugin, task_name, queue, status, priority, input,
-                                        max_retries, limits, created_at, not_before, expires_at)
+                                        max_retries, limits, created_at, not_before, expires_at, files)
                      VALUES (:id, :tenant, :plugin, :task_name, :queue, :status, :priority, :input,
-                             :max_retries, :limits, :now, :not_before, :expires_at)",
+                             :max_retries, :limits, :now, :not_before, :expires_at, :files)",
                 )?
                 .execute(named_params! {
                     ":id": task.id,
@@ -299,6 +312,7 @@ impl Broker for EmbeddedBroker {
                     ":now": now,
                     ":not_before": task.not_before,
                     ":expires_at": task.expires_at,
+                    ":files": files,
                 })?;
                 let record = get_task(&tx, &task.id, None)?.ok_or_else(|| vanished(&task.id))?;
                 tx.commit()?;
@@ -728,6 +742,78 @@ impl Broker for EmbeddedBroker {
         .await
     }
 
+    async fn put_file(&self, tenant: &str, name: &str, content: Vec<u8>) -> Result<FileInfo, BrokerError> {
+        use sha2::Digest;
+        let info = FileInfo {
+            name: name.to_owned(),
+            size: content.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(&content)),
+            created_at: now_ms(),
+        };
+        let (tenant, stored) = (tenant.to_owned(), info.clone());
+        self.with_db(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO files (tenant, name, content, size, sha256, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    tenant,
+                    stored.name,
+                    content,
+                    stored.size as i64,
+                    stored.sha256,
+                    stored.created_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(info)
+    }
+
+    async fn get_file(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, BrokerError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.with_db(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT content FROM files WHERE tenant = ?1 AND name = ?2",
+                    rusqlite::params![tenant, name],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_file(&self, tenant: &str, name: &str) -> Result<bool, BrokerError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.with_db(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM files WHERE tenant = ?1 AND name = ?2",
+                rusqlite::params![tenant, name],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn list_files(&self, tenant: &str) -> Result<Vec<FileInfo>, BrokerError> {
+        let tenant = tenant.to_owned();
+        self.with_db(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, size, sha256, created_at FROM files WHERE tenant = ?1 ORDER BY name",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![tenant], |r| {
+                Ok(FileInfo {
+                    name: r.get(0)?,
+                    size: r.get::<_, i64>(1)?.max(0) as u64,
+                    sha256: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn heartbeat(&self, host: &HostInfo, forget_after: Duration) -> Result<(), BrokerError> {
         let info = serde_json::to_string(host).map_err(|e| BrokerError::Storage(e.to_string()))?;
         let (id, last_seen) = (host.id.clone(), host.last_seen);
@@ -988,6 +1074,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         not_before: row.get("not_before")?,
         expires_at: row.get("expires_at")?,
         cancel_requested: row.get("cancel_requested")?,
+        files: serde_json::from_str(&row.get::<_, String>("files")?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(22, Type::Text, Box::new(e)))?,
     })
 }
 
@@ -1038,6 +1126,7 @@ mod tests {
             expires_at: None,
             max_retries: 0,
             limits: LimitsRequest::default(),
+            files: Vec::new(),
         }
     }
 

@@ -182,6 +182,8 @@ pub struct NewTask {
     pub max_retries: u32,
     /// Limits the submitter asked for (narrowing the plugin's defaults).
     pub limits: LimitsRequest,
+    /// Names of files in the tenant's file area that the sandbox sees read-only under `/input`.
+    pub files: Vec<String>,
 }
 
 /// Everything stored about a task.
@@ -231,6 +233,8 @@ pub struct TaskRecord {
     pub expires_at: Option<Millis>,
     /// A client asked to cancel it while it ran.
     pub cancel_requested: bool,
+    /// Files of the tenant's file area mounted read-only under `/input`.
+    pub files: Vec<String>,
 }
 
 /// A worker's hold on one attempt of a task.
@@ -364,6 +368,27 @@ pub struct HostInfo {
     pub last_seen: Millis,
 }
 
+/// A file in a tenant's file area.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FileInfo {
+    /// File name (1-128 of `a-z`, `A-Z`, `0-9`, `-`, `_`, `.`; not starting with `.`).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// When it was stored.
+    pub created_at: Millis,
+}
+
+/// True for acceptable file names: no paths, no hidden files.
+pub fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Why a broker call failed. These are infrastructure failures; a task that fails is not one.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -472,6 +497,18 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Checks the storage is reachable.
     async fn ping(&self) -> Result<(), BrokerError>;
+
+    /// Stores a file in a tenant's file area, replacing one of the same name.
+    async fn put_file(&self, tenant: &str, name: &str, content: Vec<u8>) -> Result<FileInfo, BrokerError>;
+
+    /// A file's content, if the tenant has it.
+    async fn get_file(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, BrokerError>;
+
+    /// Deletes a file; false when the tenant had none of that name.
+    async fn delete_file(&self, tenant: &str, name: &str) -> Result<bool, BrokerError>;
+
+    /// The tenant's files, by name.
+    async fn list_files(&self, tenant: &str) -> Result<Vec<FileInfo>, BrokerError>;
 
     /// Records a host's heartbeat; entries older than `forget_after` are dropped.
     async fn heartbeat(&self, host: &HostInfo, forget_after: Duration) -> Result<(), BrokerError>;

@@ -99,8 +99,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::embedded::MAX_DELIVERIES;
 use super::{
-    Broker, BrokerError, CancelResult, ErrorInfo, Finish, HostInfo, Lease, LeaseState, Millis, NewTask,
-    Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
+    Broker, BrokerError, CancelResult, ErrorInfo, FileInfo, Finish, HostInfo, Lease, LeaseState, Millis,
+    NewTask, Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
 };
 use crate::events::{Event, NewEvent, kind};
 
@@ -239,6 +239,17 @@ impl Keys {
     /// The id index of a task: its queue's name.
     pub fn index(&self, id: &str) -> String {
         format!("{}:id:{id}", self.prefix)
+    }
+
+    /// String: the content of one file of a tenant's file area. Tagged by tenant, so that a
+    /// tenant's file keys live on one Cluster node.
+    pub fn file(&self, tenant: &str, name: &str) -> String {
+        format!("{}:files:{{{}}}:{}", self.prefix, escape(tenant), name)
+    }
+
+    /// Hash: file name → its [`FileInfo`] (JSON), per tenant, same tag as [`Keys::file`].
+    pub fn files_meta(&self, tenant: &str) -> String {
+        format!("{}:files-meta:{{{}}}", self.prefix, escape(tenant))
     }
 
     /// Hash: host id → its latest heartbeat (JSON).
@@ -443,7 +454,7 @@ end
 });
 
 /// `ARGV[4..]`: id, tenant, plugin, task_name, queue, input, rank, not_before, expires_at,
-/// max_retries, limits. Returns `{'created'|'exists', hgetall}`.
+/// max_retries, limits, files. Returns `{'created'|'exists', hgetall}`.
 const SUBMIT: &str = r#"
 local id, tenant, rank, nb, ex = ARGV[4], ARGV[5], ARGV[10], ARGV[11], ARGV[12]
 local t = k_task(id)
@@ -454,7 +465,7 @@ local status = 'queued'
 if nb ~= '' and tonumber(nb) > NOW then status = 'scheduled' end
 redis.call('HSET', t, 'id', id, 'tenant', tenant, 'plugin', ARGV[6], 'task_name', ARGV[7],
            'queue', ARGV[8], 'input', ARGV[9], 'priority', rank, 'max_retries', ARGV[13],
-           'limits', ARGV[14], 'status', status, 'progress', '0', 'message', '', 'attempts', '0',
+           'limits', ARGV[14], 'files', ARGV[15], 'status', status, 'progress', '0', 'message', '', 'attempts', '0',
            'event_seq', '0', 'cancel_requested', '0', 'created_at', num(NOW), 'created_us', num(NOW_US))
 if nb ~= '' then redis.call('HSET', t, 'not_before', nb) end
 if ex ~= '' then
@@ -1469,6 +1480,8 @@ impl Broker for RedisBroker {
             .await?;
         let limits = serde_json::to_string(&task.limits)
             .map_err(|e| BrokerError::Storage(format!("cannot encode limits: {e}")))?;
+        let files = serde_json::to_string(&task.files)
+            .map_err(|e| BrokerError::Storage(format!("cannot encode files: {e}")))?;
         let (outcome, fields): (String, HashMap<String, String>) = self
             .run(
                 &SCRIPTS.submit,
@@ -1485,6 +1498,7 @@ impl Broker for RedisBroker {
                     task.expires_at.map(|t| t.to_string()).unwrap_or_default(),
                     task.max_retries,
                     limits,
+                    files,
                 ],
             )
             .await?;
@@ -1991,6 +2005,51 @@ impl Broker for RedisBroker {
         Ok(())
     }
 
+    async fn put_file(&self, tenant: &str, name: &str, content: Vec<u8>) -> Result<FileInfo, BrokerError> {
+        use sha2::Digest;
+        let info = FileInfo {
+            name: name.to_owned(),
+            size: content.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(&content)),
+            created_at: now_ms(),
+        };
+        let meta = serde_json::to_string(&info).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        // Both keys carry the tenant's tag: one node, one transaction.
+        let _: () = redis::pipe()
+            .atomic()
+            .set(self.keys.file(tenant, name), content)
+            .ignore()
+            .hset(self.keys.files_meta(tenant), name, meta)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(info)
+    }
+
+    async fn get_file(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, BrokerError> {
+        Ok(redis::cmd("GET").arg(self.keys.file(tenant, name)).query_async(&mut self.conn.clone()).await?)
+    }
+
+    async fn delete_file(&self, tenant: &str, name: &str) -> Result<bool, BrokerError> {
+        let (deleted, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .del(self.keys.file(tenant, name))
+            .hdel(self.keys.files_meta(tenant), name)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn list_files(&self, tenant: &str) -> Result<Vec<FileInfo>, BrokerError> {
+        let metas: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.files_meta(tenant))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut files: Vec<FileInfo> = metas.values().filter_map(|m| serde_json::from_str(m).ok()).collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
     async fn heartbeat(&self, host: &HostInfo, forget_after: Duration) -> Result<(), BrokerError> {
         // One sorted set (score: when to forget) and one hash of the latest heartbeat per host,
         // both single keys: no cross-slot command on a Cluster.
@@ -2103,6 +2162,10 @@ fn decode_task(fields: &HashMap<String, String>) -> Result<TaskRecord, BrokerErr
         not_before: optional("not_before")?,
         expires_at: optional("expires_at")?,
         cancel_requested: fields.get("cancel_requested").is_some_and(|v| v == "1"),
+        files: match fields.get("files") {
+            Some(f) => serde_json::from_str(f).map_err(|e| bad("files", format!("{e}")))?,
+            None => Vec::new(),
+        },
         id,
     })
 }

@@ -20,7 +20,8 @@
 //! - WASI preview 2 with nothing ambient: no arguments, no environment, no preopened folders, no
 //!   sockets or name lookups, stdin closed, stdout and stderr captured as log lines. A manifest
 //!   may ask for its own `data/` folder (read-only, at `/data`) and a scratch folder (read-write,
-//!   at `/scratch`, created per task and removed after it).
+//!   at `/scratch`, created per task and removed after it); a task that names files of its
+//!   tenant's file area sees them read-only at `/input`.
 //!
 //! This room knows nothing of queues, storage or HTTP: a run's reports go out on a channel.
 
@@ -118,6 +119,8 @@ pub struct Capabilities {
     pub data_dir: Option<PathBuf>,
     /// Give the task a fresh read-write folder at `/scratch`, removed afterwards.
     pub scratch: bool,
+    /// A host folder holding the task's input files, seen read-only at `/input`.
+    pub input_dir: Option<PathBuf>,
 }
 
 /// Identity of the task, as the plugin sees it.
@@ -362,6 +365,11 @@ impl Sandbox {
             && let Err(e) = wasi.preopened_dir(data, "/data", FsPerms::ReadOnly)
         {
             return fail(format!("cannot open the plugin's data folder {}: {e:#}", data.display()));
+        }
+        if let Some(input) = &capabilities.input_dir
+            && let Err(e) = wasi.preopened_dir(input, "/input", FsPerms::ReadOnly)
+        {
+            return fail(format!("cannot open the task's input folder {}: {e:#}", input.display()));
         }
         let scratch = if capabilities.scratch {
             let made = std::fs::create_dir_all(&self.config.scratch_root)

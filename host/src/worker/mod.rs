@@ -276,6 +276,17 @@ impl Worker {
             return;
         };
         let started = Instant::now();
+        // The task's files, copied out of the file area into a read-only folder for this attempt.
+        let inputs = match self.materialize_inputs(task).await {
+            Ok(inputs) => inputs,
+            Err(error) => {
+                let event = NewEvent::new(kind::RUN_FAILED, json!({"status": "failed", "error": error}));
+                self.finish(&lease, Finish::Failed(error), event).await;
+                return;
+            }
+        };
+        let mut capabilities = plugin.capabilities.clone();
+        capabilities.input_dir = inputs.as_ref().map(|d| d.path().to_path_buf());
         let limits = plugin.limits.narrowed_by(&task.limits);
         let started_event = NewEvent::new(
             kind::RUN_STARTED,
@@ -327,7 +338,7 @@ impl Worker {
             .sandbox
             .run(
                 &plugin.prepared,
-                TaskRun { task: &identity, input: &task.input, limits, capabilities: &plugin.capabilities },
+                TaskRun { task: &identity, input: &task.input, limits, capabilities: &capabilities },
                 reports_tx,
                 cancel.clone(),
             )
@@ -369,6 +380,36 @@ impl Worker {
         let (finish, event) = decide(&lease, &plugin.manifest.retry, report.outcome, summary);
         tracing::info!(task = %task.id, plugin = %task.plugin, attempt = lease.attempt, status = finish.status().as_str(), elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
         self.finish(&lease, finish, event).await;
+    }
+
+    /// Copies the task's files from the tenant's file area into a fresh folder; `None` when the
+    /// task names no file. A file deleted since submission fails the task as `invalid_input`.
+    async fn materialize_inputs(
+        &self,
+        task: &crate::queue::TaskRecord,
+    ) -> Result<Option<tempfile::TempDir>, ErrorInfo> {
+        if task.files.is_empty() {
+            return Ok(None);
+        }
+        let host_error = |message: String| ErrorInfo { kind: "host_error".into(), message };
+        let root = &self.sandbox.config().scratch_root;
+        let dir = std::fs::create_dir_all(root)
+            .and_then(|_| tempfile::Builder::new().prefix("input-").tempdir_in(root))
+            .map_err(|e| host_error(format!("cannot create the input folder: {e}")))?;
+        for name in &task.files {
+            let content = self
+                .broker
+                .get_file(&task.tenant, name)
+                .await
+                .map_err(|e| host_error(format!("cannot read input file {name}: {e}")))?
+                .ok_or_else(|| ErrorInfo {
+                    kind: "invalid_input".into(),
+                    message: format!("input file {name:?} is no longer in the file area"),
+                })?;
+            std::fs::write(dir.path().join(name), content)
+                .map_err(|e| host_error(format!("cannot write input file {name}: {e}")))?;
+        }
+        Ok(Some(dir))
     }
 
     /// Stores an attempt's end, retrying the store a few times: if it stays unreachable the lease

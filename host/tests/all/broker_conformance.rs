@@ -51,6 +51,7 @@ macro_rules! broker_conformance {
             tasks_are_listed_newest_first_and_counted_per_queue,
             concurrent_workers_never_share_a_task,
             hosts_are_listed_from_their_heartbeats_and_forgotten_when_silent,
+            file_areas_are_per_tenant_and_tasks_keep_their_files,
         );
         $crate::broker_conformance!(@backend $backend;
             a_task_running_when_its_host_stops_runs_again_as_the_next_attempt,
@@ -144,6 +145,7 @@ fn new_task(id: &str) -> NewTask {
         expires_at: None,
         max_retries: 3,
         limits: LimitsRequest::default(),
+        files: Vec::new(),
     }
 }
 
@@ -728,4 +730,34 @@ pub async fn hosts_are_listed_from_their_heartbeats_and_forgotten_when_silent(br
     assert_eq!(listed.iter().filter(|h| h.id == "old").count(), 1);
     assert_eq!(listed.iter().find(|h| h.id == "old").map(|h| h.last_seen), Some(now + 10));
     assert!(listed.iter().all(|h| h.id != "gone"), "{listed:?}");
+}
+
+pub async fn file_areas_are_per_tenant_and_tasks_keep_their_files(broker: Arc<dyn Broker>) {
+    let fasta = b">seq1\nACGT\n".to_vec();
+    let stored = broker.put_file(TENANT, "reads.fasta", fasta.clone()).await.expect("put");
+    assert_eq!(stored.size, fasta.len() as u64);
+    assert_eq!(stored.sha256.len(), 64);
+    assert_eq!(broker.get_file(TENANT, "reads.fasta").await.expect("get"), Some(fasta));
+    assert_eq!(broker.get_file("someone-else", "reads.fasta").await.expect("get"), None);
+    assert!(broker.list_files("someone-else").await.expect("list").is_empty());
+
+    // Replacing keeps one file; binary content survives unchanged.
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    broker.put_file(TENANT, "reads.fasta", binary.clone()).await.expect("replace");
+    broker.put_file(TENANT, "a.csv", b"x,y\n".to_vec()).await.expect("put");
+    let listed = broker.list_files(TENANT).await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a.csv", "reads.fasta"]);
+    assert_eq!(listed[1].size, 70_000);
+    assert_eq!(broker.get_file(TENANT, "reads.fasta").await.expect("get"), Some(binary));
+
+    submit(&broker, NewTask { files: vec!["reads.fasta".into()], ..new_task("t") }).await;
+    assert_eq!(get(&broker, "t").await.files, ["reads.fasta"]);
+    let lease = lease_now(&broker, "w").await.expect("a task");
+    assert_eq!(lease.task.files, ["reads.fasta"]);
+
+    assert!(broker.delete_file(TENANT, "a.csv").await.expect("delete"));
+    assert!(!broker.delete_file(TENANT, "a.csv").await.expect("delete again"));
+    assert!(!broker.delete_file("someone-else", "reads.fasta").await.expect("delete another's"));
+    assert_eq!(broker.list_files(TENANT).await.expect("list").len(), 1);
 }

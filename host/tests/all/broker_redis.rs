@@ -93,6 +93,7 @@ fn new_task(id: &str) -> NewTask {
         expires_at: None,
         max_retries: 3,
         limits: LimitsRequest::default(),
+        files: Vec::new(),
     }
 }
 
