@@ -2093,7 +2093,7 @@ impl Broker for RedisBroker {
             redis::cmd("HMGET").arg(self.keys.hosts()).arg(&live).query_async(&mut conn).await?;
         let mut hosts: Vec<HostInfo> =
             infos.into_iter().flatten().filter_map(|i| serde_json::from_str::<HostInfo>(&i).ok()).collect();
-        hosts.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        hosts.sort_by_key(|h| std::cmp::Reverse(h.last_seen));
         Ok(hosts)
     }
 }
