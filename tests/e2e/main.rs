@@ -2,6 +2,7 @@
 
 mod api_contract;
 mod cli;
+mod docker;
 mod lifecycle;
 mod multihost;
 mod plugin_adr;
