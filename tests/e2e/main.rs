@@ -7,6 +7,7 @@ mod lifecycle;
 mod multihost;
 mod plugin_adr;
 mod plugin_cvd;
+mod plugin_dft;
 mod plugin_edna;
 mod restart;
 mod streaming;
