@@ -165,3 +165,26 @@ async fn bad_edna_input_ends_as_invalid_input_naming_the_field() {
         assert_eq!(task["attempts"], 1);
     }
 }
+
+#[tokio::test]
+async fn a_fasta_uploaded_to_the_file_area_is_analysed_from_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let fasta = mouse_gut_reads(1_500);
+    let http = reqwest::Client::new();
+    let put =
+        http.put(format!("{}/api/v1/files/sam1F.fasta", host.base)).body(fasta.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let from_file = host
+        .submit(json!({"plugin": "edna", "input": {"fasta_file": "sam1F.fasta", "analysis_type": "clustering", "seed": 1}, "files": ["sam1F.fasta"]}))
+        .await;
+    let inline = host
+        .submit(
+            json!({"plugin": "edna", "input": {"fasta": fasta, "analysis_type": "clustering", "seed": 1}}),
+        )
+        .await;
+    let a = host.wait_finished(&from_file, Duration::from_secs(120)).await;
+    let b = host.wait_finished(&inline, Duration::from_secs(120)).await;
+    assert_eq!(a["status"], "succeeded", "{a}");
+    assert_eq!(a["result"], b["result"], "the same reads give the same analysis, from a file or inline");
+}
