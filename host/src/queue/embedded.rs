@@ -143,6 +143,8 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (tenant, name)
     ) WITHOUT ROWID;",
+    // 4: fair turns between tenants count each tenant's running tasks.
+    "CREATE INDEX tasks_by_tenant_status ON tasks (tenant, status);",
 ];
 
 /// The columns [`task_from_row`] reads, in a `SELECT`.
@@ -354,7 +356,11 @@ impl Broker for EmbeddedBroker {
                         in_queues!(),
                         " AND ",
                         runnable!(),
+                        // Within a priority, the tenant with the fewest tasks running goes first,
+                        // so one tenant's backlog never holds back another tenant's first task.
                         " ORDER BY priority,
+                                   (SELECT COUNT(*) FROM tasks AS busy
+                                     WHERE busy.tenant = tasks.tenant AND busy.status = 'running'),
                                    CASE WHEN status = 'running' THEN lease_expires_at
                                         ELSE COALESCE(not_before, created_at) END,
                                    rowid

@@ -52,6 +52,7 @@ macro_rules! broker_conformance {
             concurrent_workers_never_share_a_task,
             hosts_are_listed_from_their_heartbeats_and_forgotten_when_silent,
             file_areas_are_per_tenant_and_tasks_keep_their_files,
+            a_tenants_backlog_does_not_hold_back_another_tenants_first_task,
         );
         $crate::broker_conformance!(@backend $backend;
             a_task_running_when_its_host_stops_runs_again_as_the_next_attempt,
@@ -760,4 +761,18 @@ pub async fn file_areas_are_per_tenant_and_tasks_keep_their_files(broker: Arc<dy
     assert!(!broker.delete_file(TENANT, "a.csv").await.expect("delete again"));
     assert!(!broker.delete_file("someone-else", "reads.fasta").await.expect("delete another's"));
     assert_eq!(broker.list_files(TENANT).await.expect("list").len(), 1);
+}
+
+pub async fn a_tenants_backlog_does_not_hold_back_another_tenants_first_task(broker: Arc<dyn Broker>) {
+    for i in 0..30 {
+        submit(&broker, NewTask { tenant: "busy".into(), ..new_task(&format!("busy-{i}")) }).await;
+    }
+    submit(&broker, NewTask { tenant: "quiet".into(), ..new_task("quiet-0") }).await;
+    let first = lease_now(&broker, "w1").await.expect("a task");
+    assert_eq!(first.task.tenant, "busy", "the oldest task goes first");
+    let second = lease_now(&broker, "w2").await.expect("a task");
+    assert_eq!(
+        second.task.id, "quiet-0",
+        "the quiet tenant's only task comes before the busy tenant's second"
+    );
 }
