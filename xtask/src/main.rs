@@ -131,7 +131,14 @@ fn ci(root: &Path) -> Result<()> {
     build_plugins(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(&cargo).current_dir(root).args(["fmt", "--all", "--check"]))?;
-    run(Command::new(&cargo).current_dir(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new(&cargo).current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(Command::new(&cargo)
         .current_dir(root)
         .args(["test", "--workspace", "--no-fail-fast"])
@@ -144,7 +151,8 @@ fn ci(root: &Path) -> Result<()> {
 fn oracle_files(root: &Path, file: &str) -> Vec<PathBuf> {
     let mut files = vec![root.join(".ci").join(file)];
     if let Ok(entries) = std::fs::read_dir(root.join("plugins")) {
-        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join("oracle").join(file)).collect();
+        let mut dirs: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok()).map(|e| e.path().join("oracle").join(file)).collect();
         dirs.sort();
         files.extend(dirs);
     }
@@ -153,7 +161,11 @@ fn oracle_files(root: &Path, file: &str) -> Vec<PathBuf> {
 
 fn list_lines(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()).filter(|l| !l.is_empty()).collect())
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// Installs the Debian packages named in `apt.txt` files that are not installed yet.
@@ -178,7 +190,11 @@ fn install_system_packages(root: &Path) -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
-    let sudo = if std::env::var("USER").as_deref() == Ok("root") || is_root() { vec![] } else { vec!["sudo".to_string()] };
+    let sudo = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
+        vec![]
+    } else {
+        vec!["sudo".to_string()]
+    };
     let mut update = Command::new(sudo.first().map(String::as_str).unwrap_or("apt-get"));
     if !sudo.is_empty() {
         update.arg("apt-get");
@@ -189,12 +205,19 @@ fn install_system_packages(root: &Path) -> Result<()> {
     if !sudo.is_empty() {
         install.arg("apt-get");
     }
-    install.args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
     run(&mut install)
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// A Python virtual environment with every `requirements.txt` of the oracles, created once in
