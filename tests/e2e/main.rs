@@ -2,6 +2,7 @@
 
 mod api_contract;
 mod cli;
+mod dashboard;
 mod docker;
 mod lifecycle;
 mod multihost;

@@ -35,6 +35,8 @@ async fn a_task_cancelled_through_another_host_stops_at_once() {
         "idle".into(),
     ];
     let b = Host::start_with(options).await.unwrap();
+    // a hears cancellations once its subscription is in place, which /readyz reports.
+    a.wait_until_json("/readyz", MINUTE, |r| r["cancel_subscription"] == true).await;
     let id = a.submit(json!({"plugin": "hostile", "input": {"mode": "endless_loop"}})).await;
     let running = a.wait_for(&id, MINUTE, |t| t["status"] == "running").await;
     assert_eq!(running["attempts"], 1);

@@ -63,6 +63,8 @@ pub struct AppState {
     pub host_offline_after: std::time::Duration,
     /// Largest file accepted in a file area.
     pub max_file_bytes: usize,
+    /// With Redis: true while this host is subscribed to cancellations published by others.
+    pub cancel_subscription: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Largest file accepted in a file area by default.

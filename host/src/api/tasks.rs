@@ -471,9 +471,11 @@ pub async fn workers(
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let broker = state.broker.ping().await;
-    let ready = broker.is_ok() && !state.plugins.is_empty();
+    let subscribed = state.cancel_subscription.as_ref().map(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+    let ready = broker.is_ok() && !state.plugins.is_empty() && subscribed != Some(false);
     let body = json!({
         "ready": ready,
+        "cancel_subscription": subscribed,
         "broker": {"backend": state.broker.backend_name(), "ok": broker.is_ok(), "error": broker.err().map(|e| e.to_string())},
         "plugins": {"loaded": state.plugins.len(), "problems": state.plugins.problems().len()},
     });

@@ -14,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::events::EventHub;
 use crate::plugin::PluginRegistry;
 use crate::queue::Broker;
+use crate::queue::celery;
 use crate::queue::embedded::EmbeddedBroker;
 use crate::queue::redis::{RedisBroker, RedisConfig};
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -49,9 +50,18 @@ pub struct RunArgs {
     /// it, one default tenant is served without tokens, on loopback only.
     #[arg(long, value_name = "FILE")]
     tenants: Option<PathBuf>,
-    /// Also consume Celery messages. Not available yet.
+    /// Also serve Celery: consume Celery protocol-2 messages from the Redis named by --redis (the
+    /// Celery app's broker and result backend), run them as tasks of the plugins that answer to
+    /// their names, write Celery results, and answer Celery's remote control. Needs --redis.
     #[arg(long)]
     celery: bool,
+    /// Celery queues to consume (default: `celery` and the queue of every plugin with Celery
+    /// names).
+    #[arg(long, value_delimiter = ',', value_name = "Q,...", requires = "celery")]
+    celery_queues: Vec<String>,
+    /// Seconds Celery results are kept (Celery's `result_expires`).
+    #[arg(long, default_value_t = 86_400, value_name = "SECS", requires = "celery")]
+    celery_result_expires: u64,
     /// Seconds a running task may stay silent (no progress, event or log) before it is flagged
     /// stale in the API and with a `run_stale` event.
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
@@ -85,7 +95,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => Tenants::open(),
     });
     if args.celery {
-        bail!("--celery: Celery ingress is not part of this build yet");
+        match &redis_config {
+            None => bail!(
+                "--celery needs --redis URL (or REDIS_URL): Celery's messages and results live in Redis, and taskhost runs them through its Redis queue"
+            ),
+            Some(config) if config.urls.len() > 1 => {
+                bail!(
+                    "--celery: Celery's Redis transport does not support Redis Cluster; give --redis one standalone Redis"
+                )
+            }
+            Some(_) => {}
+        }
     }
     if !args.listen.ip().is_loopback() && !tenants.requires_tokens() {
         bail!(
@@ -134,17 +154,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let heartbeat_interval = settings.heartbeat_interval;
     let worker =
         Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
-    if let Some(redis) = &redis_broker {
-        // A cancel requested on any host stops the task here at once.
+    // A cancel requested on any host stops the task here at once.
+    let cancel_subscription = redis_broker.as_ref().map(|redis| {
         let running = worker.running();
         redis.watch_cancellations(move |task_id| {
             running.cancel(task_id);
-        });
-    }
+        })
+    });
 
     let state = AppState {
         broker: broker.clone(),
-        hub,
+        hub: hub.clone(),
         plugins: plugins.clone(),
         running: worker.running(),
         max_input_bytes: args.max_input_bytes,
@@ -152,12 +172,40 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         slots: concurrency,
         host_offline_after: heartbeat_interval * crate::worker::OFFLINE_AFTER_HEARTBEATS,
         max_file_bytes: args.max_file_bytes,
+        cancel_subscription,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
     let shutdown = CancellationToken::new();
+    let celery = match (args.celery, &args.redis) {
+        (true, Some(url)) => {
+            let queues = if args.celery_queues.is_empty() {
+                celery::default_queues(&plugins)
+            } else {
+                args.celery_queues.clone()
+            };
+            let mut config = celery::CeleryConfig::new(url.trim(), queues, &host_id, &hostname());
+            config.result_expires = Duration::from_secs(args.celery_result_expires.max(1));
+            config.concurrency = concurrency;
+            config.max_input_bytes = args.max_input_bytes;
+            let routes = celery::Routes::from_plugins(&plugins);
+            Some(
+                celery::start(
+                    config,
+                    broker.clone(),
+                    hub.clone(),
+                    routes,
+                    worker.running(),
+                    tenants.clone(),
+                    shutdown.clone(),
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
     tracing::info!(
         host = %host_id,
         api = %format!("http://{local}"),
@@ -185,6 +233,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down: no new tasks; running tasks get {}s", args.grace);
     shutdown.cancel();
     let _ = workers.await;
+    if let Some(celery) = celery {
+        celery.stop().await;
+    }
     let _ = server.await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -1078,22 +1078,31 @@ impl RedisBroker {
     /// publishes, until the broker is dropped, so that the host running it stops it at once rather
     /// than at its next lease renewal. Resubscribes with backoff when the connection drops.
     /// (Classic pub/sub reaches every node of a Cluster, so one subscription suffices.)
-    pub fn watch_cancellations(&self, on_cancel: impl Fn(&str) + Send + Sync + 'static) {
+    ///
+    /// Returns a flag that is true while the subscription is in place (shown by `/readyz`).
+    pub fn watch_cancellations(
+        &self,
+        on_cancel: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Arc<std::sync::atomic::AtomicBool> {
         use futures::StreamExt;
+        use std::sync::atomic::Ordering;
+        let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = subscribed.clone();
         let (url, channel, stop) =
             (self.config.urls[0].clone(), self.keys.cancel_channel(), self.stop.clone());
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(100);
             while !stop.is_cancelled() {
-                let subscribed = async {
+                let connection = async {
                     let mut pubsub = Client::open(url.as_str())?.get_async_pubsub().await?;
                     pubsub.subscribe(&channel).await?;
                     redis::RedisResult::Ok(pubsub)
                 }
                 .await;
-                match subscribed {
+                match connection {
                     Ok(mut pubsub) => {
                         delay = Duration::from_millis(100);
+                        flag.store(true, Ordering::Relaxed);
                         let mut messages = pubsub.on_message();
                         loop {
                             tokio::select! {
@@ -1108,6 +1117,7 @@ impl RedisBroker {
                                 },
                             }
                         }
+                        flag.store(false, Ordering::Relaxed);
                         tracing::warn!("the cancellation subscription dropped; resubscribing");
                     }
                     Err(error) => tracing::warn!(%error, "cannot subscribe to cancellations; retrying"),
@@ -1119,6 +1129,7 @@ impl RedisBroker {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         });
+        subscribed
     }
 
     /// The key names of this broker.

@@ -32,6 +32,8 @@ const EXAMPLES = {
     },
     simulation: { speedup: 200 },
   },
+  dft_job: { preset: 'Si', mixing_beta: 0.2, scf_tolerance_ev: 1e-9, pace_ms: 250 },
+  rhf: { preset: 'H2', pace_ms: 250 },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -243,21 +245,29 @@ const connection = {
     const states = [...this.sockets.values()];
     let state = 'connecting';
     let text = 'Connecting…';
+    let countdown = '';
     const waiting = states.filter((x) => x.state === 'reconnecting');
     if (!navigator.onLine) {
       state = 'offline';
       text = 'Offline: waiting for the network';
     } else if (waiting.length) {
       state = 'reconnecting';
+      text = 'Connection lost: reconnecting';
       const next = Math.min(...waiting.map((x) => x.retryAt ?? Date.now()));
       const secs = Math.max(0, Math.ceil((next - Date.now()) / 1000));
-      text = secs > 0 ? `Connection lost: retrying in ${secs} s` : 'Reconnecting…';
+      countdown = secs > 0 ? ` in ${secs} s` : '…';
     } else if (states.length && states.every((x) => x.state === 'live')) {
       state = 'live';
       text = 'Live';
     }
-    if (el.dataset.state !== state) el.dataset.state = state;
-    if (el.textContent !== text) el.textContent = text;
+    // The element is a live region: its words change with the state only; the countdown
+    // beside them is not read out every second.
+    if (el.dataset.state !== state || el.firstChild?.textContent !== text) {
+      el.dataset.state = state;
+      el.replaceChildren(h('span', { text }), h('span', { 'aria-hidden': 'true', class: 'countdown' }));
+    }
+    const tail = el.querySelector('.countdown');
+    if (tail && tail.textContent !== countdown) tail.textContent = countdown;
   },
 };
 
@@ -470,9 +480,18 @@ function setProgress(el, percent, status) {
   const bar = el.querySelector('.bar');
   const value = Math.max(0, Math.min(100, isNum(percent) ? percent : 0));
   const now = value.toFixed(1);
-  if (bar.getAttribute('aria-valuenow') !== now) {
+  if (bar.getAttribute('aria-valuenow') !== now || !bar.dataset.drawn) {
     bar.setAttribute('aria-valuenow', now);
-    bar.querySelector('.fill').style.width = `${value}%`;
+    const fill = bar.querySelector('.fill');
+    if (!bar.dataset.drawn) {
+      // The first value is drawn at once; only changes slide.
+      bar.dataset.drawn = 'yes';
+      fill.style.transition = 'none';
+      fill.style.width = `${value}%`;
+      requestAnimationFrame(() => fill.style.removeProperty('transition'));
+    } else {
+      fill.style.width = `${value}%`;
+    }
     el.querySelector('.pct').textContent = `${value < 10 && value > 0 ? value.toFixed(1) : Math.round(value)} %`;
   }
   if (status && bar.dataset.status !== status) bar.dataset.status = status;
@@ -527,7 +546,18 @@ document.addEventListener('click', (event) => {
   if (button && !button.disabled) cancelTask(button.dataset.taskId, button);
 });
 
-// Elapsed times tick once a second.
+/** Forgets tasks that are over and shown nowhere, so that a page left open for days stays small. */
+function pruneTasks() {
+  const shown = new Set(state.recent);
+  if (state.page) shown.add(state.page.id);
+  for (const [id, task] of state.tasks) {
+    if (TERMINAL.has(task.status) && !shown.has(id)) state.tasks.delete(id);
+  }
+}
+
+setInterval(pruneTasks, 60_000);
+
+// Elapsed times tick (twice a second: short ones show tenths).
 setInterval(() => {
   const now = serverNow();
   for (const el of document.querySelectorAll('[data-since]')) {
@@ -535,7 +565,7 @@ setInterval(() => {
     if (since !== null) el.textContent = fmtDuration(now - since);
   }
   connection.render();
-}, 1000);
+}, 500);
 
 window.addEventListener('online', () => connection.render());
 window.addEventListener('offline', () => connection.render());
@@ -555,7 +585,7 @@ const signIn = {
     $('signin-reason').textContent = reason || 'This host asks for an access token.';
     $('signin-error').textContent = '';
     $('connection').dataset.state = 'offline';
-    $('connection').textContent = 'Signed out';
+    $('connection').replaceChildren(h('span', { text: 'Signed out' }));
     $('token').value = '';
     $('token').focus();
     document.title = 'Sign in · taskhost';
@@ -615,7 +645,7 @@ function renderStats() {
   set('stat-dead', q.dead_tasks);
   const hosts = $('stat-hosts');
   hosts.replaceChildren(isNum(q.workers_online) ? String(q.workers_online) : '–');
-  if (isNum(q.slots)) hosts.append(h('span', { class: 'sub', text: `${q.slots} slot${q.slots === 1 ? '' : 's'}` }));
+  if (isNum(q.slots)) hosts.append(' ', h('span', { class: 'sub', text: `(${q.slots} slot${q.slots === 1 ? '' : 's'} here)` }));
   document.querySelector('.stat[data-stat="dead"]').toggleAttribute('data-nonzero', (q.dead_tasks || 0) > 0);
   const body = $('queue-table').tBodies[0];
   const rows = (Array.isArray(q.queues) ? q.queues : []).map((row) =>
@@ -814,15 +844,14 @@ function onQueueMessage(message) {
   if (status !== 'finished') partial.status = status;
   if (isNum(message.progress)) partial.progress = message.progress;
   if (typeof message.message === 'string') partial.message = message.message;
+  // The message's time is when the attempt started or ended. The other fields (created_at, the
+  // queue) come with the list, which is read again when the counts change: no read per task.
   if (status === 'running' && (!known || known.status !== 'running')) {
     partial.started_at = message.ts;
     partial.finished_at = null;
-    refetchTask(message.task_id);
   }
-  if (TERMINAL.has(status) || status === 'finished' || status === 'retrying') {
-    partial.finished_at = message.ts;
-    refetchTask(message.task_id);
-  }
+  if (TERMINAL.has(status) || status === 'finished' || status === 'retrying') partial.finished_at = message.ts;
+  if (status === 'finished') refetchTask(message.task_id);
   mergeTask(partial);
   const wanted = !state.recentFilter || state.recentFilter === partial.status;
   if (wanted && !state.recent.includes(message.task_id)) {
@@ -1012,6 +1041,11 @@ function validateInput() {
 
 let validateTimer = null;
 $('submit-input').addEventListener('input', () => {
+  // A refusal of the previous attempt no longer applies to what is being typed.
+  if ($('submit-result').dataset.kind === 'error') {
+    delete $('submit-result').dataset.kind;
+    $('submit-result').replaceChildren();
+  }
   clearTimeout(validateTimer);
   validateTimer = setTimeout(validateInput, 150);
 });
@@ -1110,7 +1144,7 @@ function tickLabel(v) {
  * An empty chart: axes, grid, labels. Returns the svg, the scales and a group to draw into.
  * `x`/`y`: {min, max, label, ticks?, format?}.
  */
-function chartFrame({ x, y, label, width = 640, height = 280 }) {
+function chartFrame({ x, y, label, width = 640, height = 300 }) {
   const m = { left: 58, right: 18, top: 14, bottom: 40 };
   const w = width - m.left - m.right;
   const hgt = height - m.top - m.bottom;
@@ -1175,14 +1209,20 @@ class CvdTrace {
     const d = event.data;
     if (!d || typeof d !== 'object' || Array.isArray(d)) return false;
     let changed = false;
-    const step = Number.isInteger(d.step_index) ? d.step_index : 0;
-    if (isNum(d.step_count)) this.stepCount = d.step_count;
-    if (typeof d.film_material === 'string') this.films.set(step, d.film_material);
-    if (isNum(d.target_thickness_nm)) {
-      if (this.targets.get(step) !== d.target_thickness_nm) changed = true;
-      this.targets.set(step, d.target_thickness_nm);
+    const isSample = isNum(d.time_sec) && isNum(d.current_thickness_nm);
+    // Per-step facts count only from events that name their step (a sample of a single-step
+    // run may not); a step's summary, for one, calls it `index`.
+    const named = Number.isInteger(d.step_index);
+    const step = named ? d.step_index : 0;
+    if (named || isSample) {
+      if (isNum(d.step_count)) this.stepCount = d.step_count;
+      if (typeof d.film_material === 'string') this.films.set(step, d.film_material);
+      if (isNum(d.target_thickness_nm) && this.targets.get(step) !== d.target_thickness_nm) {
+        this.targets.set(step, d.target_thickness_nm);
+        changed = true;
+      }
     }
-    if (isNum(d.time_sec) && isNum(d.current_thickness_nm)) {
+    if (isSample) {
       const key = `${step}:${d.time_sec}`;
       const sample = {
         t: d.time_sec,
@@ -1200,7 +1240,8 @@ class CvdTrace {
       if (!this.latest || sample.t >= this.latest.t) this.latest = { ...this.latest, ...Object.fromEntries(Object.entries(sample).filter(([, v]) => v !== null)) };
       if (event.event_type === 'metrics_update') this.metrics = d;
     }
-    const isWarning = event.event_type === 'warning' || /_(risk|anomaly)$/.test(event.event_type) || Array.isArray(d.warnings);
+    // Only warning events: a step's summary (`step_completed`) repeats its warnings.
+    const isWarning = event.event_type === 'warning' || /_(risk|anomaly)$/.test(event.event_type);
     if (isWarning) {
       const list = Array.isArray(d.warnings) ? d.warnings : [d];
       for (const w of list) {
@@ -1239,7 +1280,7 @@ function timeUnit(maxSec) {
   return { div: 1, name: 's' };
 }
 
-function drawCvdChart(trace) {
+function drawCvdChart(trace, width) {
   const tMax = Math.max(...trace.samples.map((p) => p.t), ...trace.warnings.map((w) => w.t), 1);
   const tMin = Math.min(0, ...trace.samples.map((p) => p.t));
   const unit = timeUnit(tMax);
@@ -1252,6 +1293,7 @@ function drawCvdChart(trace) {
     `; ${warnings} warning${warnings === 1 ? '' : 's'} marked.`;
   const frame = chartFrame({
     label,
+    width,
     x: { min: tMin / unit.div, max: tMax / unit.div, label: `time (${unit.name})` },
     y: { min: 0, max: yMax, label: 'thickness (nm)' },
   });
@@ -1271,7 +1313,15 @@ function drawCvdChart(trace) {
     const to = points && !isLast ? points[points.length - 1].t : tMax;
     const y = sy(target);
     plot.append(s('line', { class: 'target', x1: x(from), x2: x(to), y1: y, y2: y }, s('title', {}, `target ${target} nm`)));
-    frame.svg.append(s('text', { class: 'target-label', x: Math.min(x(to), box.right) - 4, y: y - 5, 'text-anchor': 'end' }, `target ${tickLabel(target)} nm`));
+    // Above the line at its start; right-aligned when it starts too close to the right edge.
+    const start = Math.max(x(from), box.left);
+    const nearEdge = start > box.left + (box.right - box.left) * 0.7;
+    frame.svg.append(s('text', {
+      class: 'target-label',
+      x: nearEdge ? box.right - 4 : start + 6,
+      y: y - 6,
+      'text-anchor': nearEdge ? 'end' : 'start',
+    }, `target ${tickLabel(target)} nm`));
   }
   for (const step of steps) {
     const points = bySteps.get(step).map((p) => [p.t / unit.div, p.thickness]);
@@ -1304,6 +1354,7 @@ class ScfTrace {
     this.tolerance = null;
     this.converged = null;
     this.unit = 'eV';
+    this.energyUnit = 'eV';
   }
 
   get hasData() {
@@ -1328,9 +1379,14 @@ class ScfTrace {
     }
     const tol = firstNum(d.tolerance_ev, d.tolerance);
     if (tol !== null) this.tolerance = tol;
+    let energy = firstNum(d.energy_ev, d.energy, d.total_energy_ev);
+    if (energy === null && isNum(d.energy_hartree)) {
+      energy = d.energy_hartree;
+      this.energyUnit = 'Ha';
+    }
     this.points.push({
       iteration: firstNum(d.iteration, d.iter) ?? this.points.length + 1,
-      energy: firstNum(d.energy_ev, d.energy, d.total_energy_ev, d.energy_hartree),
+      energy,
       delta,
       residual: firstNum(d.residual, d.density_residual),
       converged: d.converged === true,
@@ -1347,7 +1403,7 @@ function log10Abs(v) {
   return v === 0 ? LOG_FLOOR : Math.max(LOG_FLOOR, Math.log10(Math.abs(v)));
 }
 
-function drawScfChart(trace) {
+function drawScfChart(trace, width) {
   const deltas = trace.points.filter((p) => log10Abs(p.delta) !== null).map((p) => [p.iteration, log10Abs(p.delta)]);
   const residuals = trace.points.filter((p) => log10Abs(p.residual) !== null).map((p) => [p.iteration, log10Abs(p.residual)]);
   const tolerance = log10Abs(trace.tolerance);
@@ -1369,13 +1425,14 @@ function drawScfChart(trace) {
     (trace.converged === true ? ', converged.' : trace.converged === false ? ', not converged.' : '.');
   const frame = chartFrame({
     label,
-    x: { min: xMin, max: xMax, label: 'SCF iteration', ticks: xTicks, format: (v) => String(v) },
-    y: { min: yMin, max: yMax, label: `log₁₀ |ΔE| (${trace.unit})`, ticks: yTicks, format: (k) => powerOfTen(k) },
+    width,
+    x: { min: xMin - 0.4, max: xMax + 0.4, label: 'SCF iteration', ticks: xTicks, format: (v) => String(v) },
+    y: { min: yMin, max: yMax, label: `|ΔE| (${trace.unit}, log scale)`, ticks: yTicks, format: (k) => powerOfTen(k) },
   });
   const { sx, sy, plot, box } = frame;
   if (tolerance !== null) {
     plot.append(s('line', { class: 'tolerance', x1: box.left, x2: box.right, y1: sy(tolerance), y2: sy(tolerance) }));
-    frame.svg.append(s('text', { class: 'target-label', x: box.right - 4, y: sy(tolerance) - 5, 'text-anchor': 'end' },
+    frame.svg.append(s('text', { class: 'target-label', x: box.left + 6, y: sy(tolerance) - 6 },
       `tolerance ${trace.tolerance.toExponential(0)} ${trace.unit}`));
   }
   if (residuals.length > 1) plot.append(polyline(residuals, sx, sy, 'residual'));
@@ -1388,6 +1445,11 @@ function drawScfChart(trace) {
         (isNum(p.energy) ? `, E = ${p.energy.toFixed(6)}` : ''))));
   }
   return frame.svg;
+}
+
+/** The width a chart gets inside its figure, in CSS pixels. */
+function chartWidth(figure) {
+  return Math.max(320, Math.min(1400, Math.round(figure.clientWidth || 640)));
 }
 
 function tiles(entries) {
@@ -1462,10 +1524,45 @@ function summarize(event) {
         return when + d.warnings.map((w) => (w && typeof w === 'object' ? w.message || w.type : String(w))).join(' · ');
       }
       return [d.code || d.type, d.message].filter(Boolean).join(': ') || compactJson(d);
+    case 'metrics_update': {
+      const parts = [
+        isNum(d.time_sec) ? `t ${fmtNum(d.time_sec, 0)} s` : null,
+        isNum(d.current_thickness_nm) ? `${fmtNum(d.current_thickness_nm)} nm` : null,
+        isNum(d.deposition_rate_nm_min) ? `${fmtNum(d.deposition_rate_nm_min, 2)} nm/min` : null,
+        isNum(d.stress_mpa) ? `${fmtNum(d.stress_mpa, 0)} MPa` : null,
+        isNum(d.wafer?.bow_um) ? `bow ${fmtNum(d.wafer.bow_um)} µm` : null,
+        typeof d.regime === 'string' ? d.regime.replace(/_/g, ' ') : null,
+      ].filter(Boolean);
+      return parts.length ? parts.join(' · ') : fieldsSummary(d);
+    }
     default:
       if (typeof d.message === 'string') return d.message;
-      return compactJson(d);
+      return fieldsSummary(d);
   }
+}
+
+function fmtSignificant(v) {
+  if (Number.isInteger(v)) return String(v);
+  const a = Math.abs(v);
+  return a >= 1e7 || a < 1e-3 ? v.toExponential(3) : String(Number(v.toPrecision(6)));
+}
+
+/** `name: value` for the plain fields of an event (the data button shows everything). */
+function fieldsSummary(d, max = 8) {
+  const parts = [];
+  for (const [key, value] of Object.entries(d)) {
+    let text = null;
+    if (isNum(value)) text = fmtSignificant(value);
+    else if (typeof value === 'boolean') text = String(value);
+    else if (typeof value === 'string') text = value.length > 80 ? `${value.slice(0, 80)}…` : value;
+    if (text === null) continue;
+    if (parts.length === max) {
+      parts.push('…');
+      break;
+    }
+    parts.push(`${key}: ${text}`);
+  }
+  return parts.length ? parts.join(' · ') : compactJson(d);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1570,7 +1667,10 @@ class TaskPage {
     this.socket = new LiveSocket({
       url: () => wsUrl(`/ws/tasks/${encodeURIComponent(this.id)}`, { since: this.lastSeq }),
       onMessage: (message) => this.onMessage(message),
-      onOpen: () => this.setStreamState(this.lastSeq ? `resumed after #${this.lastSeq}` : 'live'),
+      onOpen: () => {
+        this.el.streamState.dataset.opens = String(Number(this.el.streamState.dataset.opens || 0) + 1);
+        this.setStreamState(this.lastSeq ? `resumed after #${this.lastSeq}` : 'live');
+      },
       shouldReconnect: () => !this.finished,
       probe: async () => {
         try {
@@ -1587,6 +1687,7 @@ class TaskPage {
   destroy() {
     this.destroyed = true;
     this.socket?.stop();
+    this.resizeObserver?.disconnect();
     clearTimeout(this.chartTimer);
   }
 
@@ -1617,6 +1718,12 @@ class TaskPage {
     switch (type) {
       case 'run_started':
         Object.assign(partial, { status: 'running', started_at: event.ts, finished_at: null, stale: false });
+        // The charts follow the current attempt; the log keeps every attempt.
+        if (this.cvd.hasData || this.scf.hasData) {
+          this.cvd = new CvdTrace();
+          this.scf = new ScfTrace();
+          this.chartsDirty = true;
+        }
         if (isNum(d.attempt)) partial.attempts = d.attempt;
         break;
       case 'progress_update': {
@@ -1847,6 +1954,20 @@ class TaskPage {
   renderCharts() {
     const { cvd, scf } = this;
     this.el.charts.hidden = !cvd.hasData && !scf.hasData;
+    if (!this.resizeObserver && !this.el.charts.hidden) {
+      // Charts are drawn at the width they get, so that their text keeps its size.
+      let lastWidth = 0;
+      this.resizeObserver = new ResizeObserver(() => {
+        const width = this.el.charts.clientWidth;
+        if (Math.abs(width - lastWidth) > 8) {
+          lastWidth = width;
+          this.scheduleCharts();
+        }
+      });
+      this.resizeObserver.observe(this.el.charts);
+    }
+    this.el.cvd.hidden = !cvd.hasData;
+    this.el.scf.hidden = !scf.hasData;
     if (cvd.hasData) this.renderCvd();
     if (scf.hasData) this.renderScf();
   }
@@ -1869,6 +1990,7 @@ class TaskPage {
         h('span', { class: 'when', text: `${fmtNum(w.t, 0)} s` }), ' ',
         h('strong', { text: w.type }), ` (${w.severity.toLowerCase()}): ${w.message}`));
     this.el.cvd.hidden = false;
+    const width = chartWidth(this.el.cvd);
     this.el.cvd.replaceChildren(
       h('figcaption', { text: 'Film thickness versus time' }),
       tiles([
@@ -1879,7 +2001,7 @@ class TaskPage {
         ['Wafer bow', isNum(bow) ? `${fmtNum(bow, 1)} µm` : '–'],
         ['Step', `${step + 1}${trace.stepCount ? ` of ${trace.stepCount}` : ''}${trace.films.get(step) ? ` · ${trace.films.get(step)}` : ''}`],
       ]),
-      drawCvdChart(trace),
+      drawCvdChart(trace, width),
       legend,
       warnings.length
         ? h('div', {}, h('h3', { text: `Warnings (${trace.warnings.length})` }), h('ul', { class: 'warning-list', id: 'cvd-warnings' }, warnings))
@@ -1890,19 +2012,20 @@ class TaskPage {
     const trace = this.scf;
     const last = trace.points[trace.points.length - 1] || {};
     this.el.scf.hidden = false;
+    const width = chartWidth(this.el.scf);
     this.el.scf.replaceChildren(
       h('figcaption', { text: 'SCF convergence' }),
       tiles([
         ['Iteration', String(last.iteration ?? '–')],
-        ['Energy', isNum(last.energy) ? last.energy.toFixed(6) : '–'],
+        ['Energy', isNum(last.energy) ? `${last.energy.toFixed(6)} ${trace.energyUnit}` : '–'],
         ['|ΔE|', isNum(last.delta) ? `${Math.abs(last.delta).toExponential(2)} ${trace.unit}` : '–'],
         ['Tolerance', isNum(trace.tolerance) ? `${trace.tolerance.toExponential(0)} ${trace.unit}` : '–'],
         ['Converged', trace.converged === null ? 'not yet' : trace.converged ? 'yes' : 'no', trace.converged === false],
       ]),
-      drawScfChart(trace),
+      drawScfChart(trace, width),
       h('ul', { class: 'legend' },
-        h('li', {}, h('span', { class: 'swatch dot' }), 'log₁₀ |ΔE| per iteration'),
-        trace.points.some((p) => isNum(p.residual)) ? h('li', {}, h('span', { class: 'swatch residual' }), 'residual') : null,
+        h('li', {}, h('span', { class: 'swatch dot' }), '|ΔE| per iteration (log₁₀)'),
+        trace.points.some((p) => isNum(p.residual)) ? h('li', {}, h('span', { class: 'swatch residual' }), 'density residual') : null,
         isNum(trace.tolerance) ? h('li', {}, h('span', { class: 'swatch dashed' }), 'tolerance') : null));
   }
 }
