@@ -14,6 +14,7 @@
 //! This room owns task records, queues and the event log's storage. It knows nothing of wasmtime,
 //! HTTP or how a task is run.
 
+pub mod celery;
 pub mod embedded;
 pub mod redis;
 

@@ -481,7 +481,9 @@ pub fn decode_task(raw: &[u8]) -> Result<TaskMessage, Malformed> {
         root_id: text("root_id"),
         parent_id: text("parent_id"),
         ignore_result: h.get("ignore_result").and_then(Value::as_bool).unwrap_or(false),
-        argsrepr: truncated(text("argsrepr").unwrap_or_else(|| Value::Array(parts.first().and_then(Value::as_array).cloned().unwrap_or_default()).to_string())),
+        argsrepr: truncated(text("argsrepr").unwrap_or_else(|| {
+            Value::Array(parts.first().and_then(Value::as_array).cloned().unwrap_or_default()).to_string()
+        })),
         kwargsrepr: truncated(text("kwargsrepr").unwrap_or_else(|| "{}".into())),
         reply_to: envelope.properties.get("reply_to").and_then(Value::as_str).map(str::to_owned),
         priority: envelope.properties.get("priority").and_then(Value::as_u64).unwrap_or(0).min(255) as u8,
@@ -544,11 +546,9 @@ impl OutgoingTask {
         let opt_str = |name: &str| options.get(name).and_then(Value::as_str).map(str::to_owned);
         let mut args = if sig.immutable() { Vec::new() } else { leading_args };
         args.extend(sig.args());
-        let eta = options
-            .get("eta")
-            .and_then(Value::as_str)
-            .and_then(parse_iso8601)
-            .or_else(|| options.get("countdown").and_then(Value::as_f64).map(|s| now + (s * 1000.0) as Millis));
+        let eta = options.get("eta").and_then(Value::as_str).and_then(parse_iso8601).or_else(|| {
+            options.get("countdown").and_then(Value::as_f64).map(|s| now + (s * 1000.0) as Millis)
+        });
         let expires = match options.get("expires") {
             Some(Value::String(t)) => parse_iso8601(t),
             Some(Value::Number(n)) => n.as_f64().map(|s| now + (s * 1000.0) as Millis),
@@ -559,7 +559,9 @@ impl OutgoingTask {
             task: sig.task().to_owned(),
             args,
             kwargs: sig.kwargs(),
-            queue: opt_str("queue").or_else(|| opt_str("routing_key")).unwrap_or_else(|| default_queue.to_owned()),
+            queue: opt_str("queue")
+                .or_else(|| opt_str("routing_key"))
+                .unwrap_or_else(|| default_queue.to_owned()),
             chain: signatures(options.get("chain")),
             callbacks: signatures(options.get("link")),
             errbacks: signatures(options.get("link_error")),
@@ -721,7 +723,13 @@ pub fn revoked_exception(reason: &str) -> Exception {
 }
 
 /// The JSON stored at `celery-task-meta-<id>`.
-pub fn result_meta(state: State, task_id: &str, result: Value, traceback: Option<&str>, now: Millis) -> String {
+pub fn result_meta(
+    state: State,
+    task_id: &str,
+    result: Value,
+    traceback: Option<&str>,
+    now: Millis,
+) -> String {
     json!({
         "status": state.as_str(),
         "result": result,
@@ -841,7 +849,8 @@ mod tests {
         assert_eq!(m.parent_id.as_deref(), Some("t1"));
         assert_eq!(m.root_id.as_deref(), Some("t0"));
         assert_eq!(m.embed.chain[0].task(), "a.three");
-        let immutable = Signature::from_value(&json!({"task": "a.x", "args": [1], "immutable": true})).unwrap();
+        let immutable =
+            Signature::from_value(&json!({"task": "a.x", "args": [1], "immutable": true})).unwrap();
         let out = OutgoingTask::from_signature(&immutable, vec![json!(10)], "celery", None, "r", "o", 0);
         assert_eq!(out.args, vec![json!(1)]);
         assert_eq!(out.queue, "celery");
@@ -850,7 +859,10 @@ mod tests {
     #[test]
     fn failures_map_to_the_exceptions_clients_expect() {
         let e = exception_for("invalid_input", "invalid input: name: must not be empty");
-        assert_eq!((e.exc_type, e.exc_module, e.message.as_str()), ("ValueError", "builtins", "name: must not be empty"));
+        assert_eq!(
+            (e.exc_type, e.exc_module, e.message.as_str()),
+            ("ValueError", "builtins", "name: must not be empty")
+        );
         assert_eq!(exception_for("deadline_exceeded", "x").exc_type, "TimeLimitExceeded");
         assert_eq!(exception_for("deadline_exceeded", "x").exc_module, "celery.exceptions");
         assert_eq!(exception_for("plugin_error", "x").exc_module, "taskhost.exceptions");
@@ -859,7 +871,8 @@ mod tests {
         assert_eq!(meta["status"], "FAILURE");
         assert_eq!(meta["result"]["exc_message"], json!(["name: must not be empty"]));
         assert_eq!(meta["date_done"], "1970-01-01T00:00:00.000000+00:00");
-        let started: Value = serde_json::from_str(&result_meta(State::Started, "t", json!({}), None, 0)).unwrap();
+        let started: Value =
+            serde_json::from_str(&result_meta(State::Started, "t", json!({}), None, 0)).unwrap();
         assert_eq!(started["date_done"], Value::Null);
     }
 }
