@@ -138,6 +138,8 @@ struct Tracked {
     last_progress_write: Option<Instant>,
     dirty: bool,
     started: bool,
+    /// Its last event here (a task that ended on another host is forgotten after a while).
+    last_event: Instant,
 }
 
 /// The writer's state between batches.
@@ -150,6 +152,10 @@ struct Writer {
 
 /// Most task ids the writer remembers the origin of before it forgets them all.
 const KNOWN_LIMIT: usize = 100_000;
+
+/// A followed task silent for this long (it ended elsewhere, or its end was missed and is left to
+/// the reconciler) is forgotten.
+const FORGET_SILENT_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 fn relevant(event_type: &str) -> bool {
     matches!(
@@ -260,7 +266,9 @@ impl Writer {
                 last_progress_write: None,
                 dirty: false,
                 started: false,
+                last_event: Instant::now(),
             });
+            tracked.last_event = Instant::now();
             match event.event_type.as_str() {
                 kind::RUN_STARTED => {
                     tracked.started = true;
@@ -343,6 +351,9 @@ impl Writer {
                     endings.insert(id.to_owned(), (info, ending));
                 }
             }
+        }
+        if self.tracked.len() > 1000 {
+            self.tracked.retain(|_, t| t.last_event.elapsed() < FORGET_SILENT_AFTER);
         }
         // PROGRESS held back by the interval, now due.
         for (id, tracked) in &mut self.tracked {
