@@ -180,3 +180,70 @@ async fn quotas_narrow_limits_restrict_plugins_and_rate_limit_submissions() {
     let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=2).contains(&seconds), "{seconds}");
 }
+
+#[tokio::test]
+async fn a_tenants_concurrency_quota_holds_while_other_tenants_use_the_free_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, alice_hash) = new_token();
+    let (bob, bob_hash) = new_token();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[tenants.alice]\ntoken_sha256 = \"{alice_hash}\"\nconcurrent_tasks = 1\n\n\
+             [tenants.bob]\ntoken_sha256 = \"{bob_hash}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut options = HostOptions::new(&dir.path().join("data"));
+    options.concurrency = 3;
+    options.extra = vec!["--tenants".into(), file.display().to_string()];
+    let host = Host::start_with(options).await.unwrap();
+    let submit = |token: String, name: &'static str| {
+        let host = &host;
+        async move {
+            let body = json!({"plugin": "hello", "input": {"name": name, "spin_ms": 600}});
+            let (status, reply, _) =
+                host.call_as(Some(&token), Method::POST, "/api/v1/tasks", Some(body)).await;
+            assert_eq!(status, 202, "{reply}");
+            reply["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut alices = Vec::new();
+    for _ in 0..3 {
+        alices.push(submit(alice.clone(), "a").await);
+    }
+    let bobs = vec![submit(bob.clone(), "b").await, submit(bob.clone(), "b").await];
+    // Wait for everything, then compare when each task actually ran: alice's never overlap.
+    let mut intervals = Vec::new();
+    for (token, ids) in [(&alice, &alices), (&bob, &bobs)] {
+        for id in ids {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let task = loop {
+                let (_, task, _) =
+                    host.call_as(Some(token), Method::GET, &format!("/api/v1/tasks/{id}"), None).await;
+                if task["status"] == "succeeded" {
+                    break task;
+                }
+                assert!(std::time::Instant::now() < deadline, "{task}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let at = |field: &str| task[field].as_str().unwrap().to_owned();
+            intervals.push((
+                task["tenant"].as_str().unwrap().to_owned(),
+                at("started_at"),
+                at("finished_at"),
+            ));
+        }
+    }
+    let overlap = |a: &(String, String, String), b: &(String, String, String)| a.1 < b.2 && b.1 < a.2;
+    let alice_runs: Vec<_> = intervals.iter().filter(|i| i.0 == "alice").collect();
+    for (i, a) in alice_runs.iter().enumerate() {
+        for b in &alice_runs[i + 1..] {
+            assert!(!overlap(a, b), "alice ran two tasks at once: {a:?} {b:?}");
+        }
+    }
+    let bob_beside_alice =
+        intervals.iter().filter(|i| i.0 == "bob").any(|b| alice_runs.iter().any(|a| overlap(a, b)));
+    assert!(bob_beside_alice, "bob used the slots alice could not: {intervals:?}");
+}

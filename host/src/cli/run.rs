@@ -152,8 +152,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     settings.lease_duration = Duration::from_secs_f64(args.lease_secs.max(0.3));
     settings.lease_renewal_interval = settings.lease_duration / 3;
     let heartbeat_interval = settings.heartbeat_interval;
-    let worker =
-        Arc::new(Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings));
+    let worker = Arc::new(
+        Worker::new(broker.clone(), hub.clone(), sandbox.clone(), plugins.clone(), settings)
+            .with_tenants(tenants.clone()),
+    );
     // A cancel requested on any host stops the task here at once.
     let cancel_subscription = redis_broker.as_ref().map(|redis| {
         let running = worker.running();

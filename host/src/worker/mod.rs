@@ -54,6 +54,8 @@ pub struct WorkerSettings {
     pub stale_after: Duration,
     /// How often the host records its heartbeat (slots, running tasks, queues).
     pub heartbeat_interval: Duration,
+    /// Pause of a slot that handed back a task because its tenant was at its concurrency quota.
+    pub quota_backoff: Duration,
 }
 
 /// A host whose last heartbeat is older than this many heartbeat intervals is shown offline.
@@ -76,6 +78,7 @@ impl WorkerSettings {
             broker_retry_delay: Duration::from_millis(500),
             stale_after: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(5),
+            quota_backoff: Duration::from_millis(200),
         }
     }
 }
@@ -169,6 +172,7 @@ pub struct Worker {
     settings: WorkerSettings,
     running: Arc<RunningTasks>,
     started_at: crate::queue::Millis,
+    tenants: Arc<crate::tenant::Tenants>,
 }
 
 impl Worker {
@@ -180,7 +184,33 @@ impl Worker {
         plugins: Arc<PluginRegistry>,
         settings: WorkerSettings,
     ) -> Self {
-        Worker { broker, hub, sandbox, plugins, settings, running: Arc::default(), started_at: now_ms() }
+        Worker {
+            broker,
+            hub,
+            sandbox,
+            plugins,
+            settings,
+            running: Arc::default(),
+            started_at: now_ms(),
+            tenants: Arc::new(crate::tenant::Tenants::open()),
+        }
+    }
+
+    /// Applies the tenants' quotas (`concurrent_tasks`) to what this worker runs.
+    pub fn with_tenants(mut self, tenants: Arc<crate::tenant::Tenants>) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
+    /// True when the tenant already runs as many tasks as its quota allows, fleet-wide (the
+    /// count comes from the broker and includes the task just leased). Two hosts leasing at the
+    /// same instant can overshoot by one task each; the next lease corrects it.
+    async fn over_concurrency_quota(&self, tenant: &str) -> bool {
+        let Some(limit) = self.tenants.config(tenant).and_then(|c| c.concurrent_tasks) else { return false };
+        match self.broker.queue_stats(Some(tenant)).await {
+            Ok(stats) => stats.iter().map(|q| q.running).sum::<u64>() > u64::from(limit),
+            Err(_) => false,
+        }
     }
 
     /// The tasks running on this host.
@@ -275,6 +305,14 @@ impl Worker {
             self.finish(&lease, Finish::Dead(error), event).await;
             return;
         };
+        if self.over_concurrency_quota(&task.tenant).await {
+            // Hand it back untouched and let other tenants' tasks go first for a moment.
+            if let Err(error) = self.broker.release(&lease).await {
+                tracing::warn!(task = %task.id, %error, "release failed; the lease will lapse instead");
+            }
+            tokio::time::sleep(self.settings.quota_backoff).await;
+            return;
+        }
         let started = Instant::now();
         // The task's files, copied out of the file area into a read-only folder for this attempt.
         let inputs = match self.materialize_inputs(task).await {
