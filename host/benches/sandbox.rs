@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use taskhost::plugin::{LoadedPlugin, PluginRegistry};
 use taskhost::sandbox::{
-    Capabilities, Interruption, Outcome, RunReport, Sandbox, SandboxConfig, TaskIdentity, TaskLimits,
+    Interruption, Outcome, RunReport, Sandbox, SandboxConfig, TaskIdentity, TaskLimits, TaskRun,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -120,6 +120,16 @@ fn identity(plugin: &LoadedPlugin) -> TaskIdentity {
     }
 }
 
+/// What `Sandbox::run` needs to know about one task.
+fn task_run<'a>(
+    plugin: &'a LoadedPlugin,
+    task: &'a TaskIdentity,
+    input: &'a str,
+    limits: TaskLimits,
+) -> TaskRun<'a> {
+    TaskRun { task, input, limits, capabilities: &plugin.capabilities }
+}
+
 /// One run as the worker does it: a new report channel and cancellation token per task. The
 /// receiver is kept (not drained: the no-op and the kernels report nothing) until the run ends.
 async fn run_once(
@@ -131,7 +141,7 @@ async fn run_once(
 ) -> RunReport {
     let (tx, rx) = mpsc::channel(256);
     let report = sandbox
-        .run(&plugin.prepared, task, input, limits, &plugin.capabilities, tx, CancellationToken::new())
+        .run(&plugin.prepared, task_run(plugin, task, input, limits), tx, CancellationToken::new())
         .await;
     drop(rx);
     report
@@ -157,7 +167,6 @@ fn expect_success(report: &RunReport) -> String {
 
 #[derive(Debug, Clone, Copy)]
 struct Stats {
-    n: usize,
     min: Duration,
     p50: Duration,
     p90: Duration,
@@ -175,7 +184,6 @@ fn stats(samples: &[Duration]) -> Stats {
     let rank = |p: f64| v[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
     let total: Duration = v.iter().sum();
     Stats {
-        n,
         min: v[0],
         p50: rank(50.0),
         p90: rank(90.0),
@@ -201,6 +209,29 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// CPU time, in clock ticks, used by the whole machine (busy, all CPUs) and by this process.
+fn cpu_ticks() -> (u64, u64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<u64> =
+                s.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+            Some(fields.iter().take(8).sum::<u64>() - fields.get(3)? - fields.get(4)?)
+        })
+        .unwrap_or(0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after_name = &s[s.rfind(')')? + 2..];
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    (machine, own)
 }
 
 fn section(title: &str) {
@@ -310,7 +341,7 @@ mod raw {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
-    use taskhost::sandbox::TaskLimits;
+    use ::taskhost::sandbox::TaskLimits;
     use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
     use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
     use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -479,7 +510,7 @@ fn bench_breakdown() {
 
     let variants: [(&str, raw::Opts); 5] = [
         (
-            "wasmtime directly: pooling, fuel + yield 1M (as the host)",
+            "wasmtime directly: pooling without keep_resident (wasmtime's default reuse), fuel + yield 1M",
             raw::Opts { pooling: true, fuel: true, keep_resident: 0, pagemap_scan: false },
         ),
         (
@@ -653,12 +684,12 @@ fn kernel_modes() -> [KernelMode; 6] {
 fn bench_kernels() {
     section("2. Cost of fuel and epochs on compute kernels");
     let kernels = [
-        ("lcg loop", format!(r#"{{"kernel":"lcg","n":{}}}"#, env_u64("BENCH_LCG_N", 150_000_000))),
-        ("recursive fib", format!(r#"{{"kernel":"fib","n":{}}}"#, env_u64("BENCH_FIB_N", 32))),
-        ("sieve", format!(r#"{{"kernel":"sieve","n":{}}}"#, env_u64("BENCH_SIEVE_N", 30_000_000))),
+        ("lcg loop", format!(r#"{{"kernel":"lcg","n":{}}}"#, env_u64("BENCH_LCG_N", 800_000_000))),
+        ("recursive fib", format!(r#"{{"kernel":"fib","n":{}}}"#, env_u64("BENCH_FIB_N", 37))),
+        ("sieve", format!(r#"{{"kernel":"sieve","n":{}}}"#, env_u64("BENCH_SIEVE_N", 20_000_000))),
     ];
     let modes = kernel_modes();
-    let rounds = count(10, 2);
+    let rounds = count(15, 2);
     let rt = current_thread();
     let wasm = plugin_dir(KERNELS).join("kernels.wasm");
     let pure =
@@ -667,6 +698,8 @@ fn bench_kernels() {
     // times[mode][kernel]
     let mut times: Vec<Vec<Vec<Duration>>> = vec![vec![Vec::new(); kernels.len()]; modes.len()];
     let mut values: Vec<Option<String>> = vec![None; kernels.len()];
+    // Fuel used by each kernel (the same in every fuel mode) and the median time of the host default.
+    let mut fuel_used = vec![0u64; kernels.len()];
     let mut check = |k: usize, output: String| match &values[k] {
         None => values[k] = Some(output),
         Some(v) => assert_eq!(v, &output, "kernel {k} gave different results in different modes"),
@@ -697,6 +730,9 @@ fn bench_kernels() {
                             let report = run_once(&sandbox, &plugin, &task, input, plugin.limits).await;
                             let elapsed = started.elapsed();
                             check(k, expect_success(&report));
+                            if report.fuel_used > 0 {
+                                fuel_used[k] = report.fuel_used;
+                            }
                             if round > 0 {
                                 times[m][k].push(elapsed);
                             }
@@ -720,8 +756,8 @@ fn bench_kernels() {
     println!("| --- |{}", " --- |".repeat(kernels.len()));
     for (m, mode) in modes.iter().enumerate() {
         print!("| {} |", mode.label());
-        for k in 0..kernels.len() {
-            let s = stats(&times[m][k]);
+        for t in &times[m] {
+            let s = stats(t);
             print!(" {} (min {}, max {}) |", ms(s.p50), ms(s.min), ms(s.max));
         }
         println!();
@@ -741,12 +777,23 @@ fn bench_kernels() {
                 continue;
             }
             print!("| {} |", mode.label());
-            for k in 0..kernels.len() {
-                let (s, b) = (stats(&times[m][k]), stats(&times[base_index][k]));
+            for (t, base) in times[m].iter().zip(&times[base_index]) {
+                let (s, b) = (stats(t), stats(base));
                 print!(" {} ({}) |", pct(s.p50, b.p50), pct(s.min, b.min));
             }
             println!();
         }
+    }
+    let default_index = modes.iter().position(|m| m.label().contains("host default")).unwrap();
+    println!(
+        "\nFuel per run and time between two yields under the host default (1,000,000 units per yield):\n"
+    );
+    println!("| kernel | fuel units per run | yields per run | median time between yields |");
+    println!("| --- | --- | --- | --- |");
+    for (k, (name, _)) in kernels.iter().enumerate() {
+        let yields = fuel_used[k] / 1_000_000;
+        let between = stats(&times[default_index][k]).p50 / yields.max(1) as u32;
+        println!("| {name} | {} | {yields} | {} |", fuel_used[k], us(between));
     }
 }
 
@@ -772,7 +819,7 @@ async fn run_drained(
     });
     let task = identity(&plugin);
     let report = sandbox
-        .run(&plugin.prepared, &task, &input, limits, &plugin.capabilities, tx, CancellationToken::new())
+        .run(&plugin.prepared, task_run(&plugin, &task, &input, limits), tx, CancellationToken::new())
         .await;
     let reports = drain.await.unwrap();
     (report, reports, started.elapsed())
@@ -880,25 +927,47 @@ fn bench_import() {
 // 4. Cancellation latency
 
 fn bench_cancel() {
-    section("4. Cancellation latency of a running endless_loop");
+    section("4. Cancellation latency of a running task");
     let rt = multi_thread(2);
-    let runs = count(50, 10);
-    let settings = [
-        Setting::default_fuel("FuelYield, 1,000,000 units (host default)"),
-        Setting::new("EpochOnly, 1 ms tick", Interruption::EpochOnly, MS, 1_000_000),
-        Setting::new("FuelAndEpoch, 1 ms tick", Interruption::FuelAndEpoch, MS, 1_000_000),
+    let runs = count(100, 10);
+    let fuel = Setting::default_fuel("FuelYield, 1,000,000 units (host default)");
+    let rows = [
+        ("hostile `endless_loop`", HOSTILE, ENDLESS, fuel),
+        (
+            "hostile `endless_loop`",
+            HOSTILE,
+            ENDLESS,
+            Setting::new("EpochOnly, 1 ms tick", Interruption::EpochOnly, MS, 1_000_000),
+        ),
+        (
+            "hostile `endless_loop`",
+            HOSTILE,
+            ENDLESS,
+            Setting::new("FuelAndEpoch, 1 ms tick", Interruption::FuelAndEpoch, MS, 1_000_000),
+        ),
+        (
+            "kernels `lcg`, n = 10^12 (no data or scratch folder)",
+            KERNELS,
+            r#"{"kernel":"lcg","n":1000000000000}"#,
+            fuel,
+        ),
     ];
     println!(
-        "2-worker multi-thread runtime; the task is spawned on it, runs 10-20 ms, then another thread calls"
+        "2-worker multi-thread runtime; the task is spawned on it, runs 10-20 ms, then the bench thread calls"
     );
     println!(
-        "`cancel()`; latency = from `cancel()` to `Sandbox::run` returning (outcome `cancelled`). {runs} runs each, after 3 warm-up runs.\n"
+        "`cancel()`; latency = from `cancel()` to `Sandbox::run` returning (outcome `cancelled`), which includes"
     );
-    println!("| interruption | p50 | p90 | p99 | max |");
-    println!("| --- | --- | --- | --- | --- |");
-    for setting in settings {
+    println!(
+        "the run's teardown (for `hostile`, whose manifest asks for a data and a scratch folder, removing the"
+    );
+    println!("scratch folder). {runs} runs each, after 3 warm-up runs.\n");
+    println!("| task | interruption | p50 | p90 | p99 | max |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut hostile_noop = None;
+    for (what, dir, input, setting) in rows {
         let sandbox = Arc::new(setting.sandbox(2));
-        let plugin = rt.block_on(load(&sandbox, HOSTILE));
+        let plugin = rt.block_on(load(&sandbox, dir));
         let mut latencies = Vec::new();
         for i in 0..runs + 3 {
             let token = CancellationToken::new();
@@ -906,7 +975,7 @@ fn bench_cancel() {
             let handle = rt.spawn(async move {
                 let (tx, _rx) = mpsc::channel(256);
                 let task = identity(&p);
-                let report = s.run(&p.prepared, &task, ENDLESS, p.limits, &p.capabilities, tx, t).await;
+                let report = s.run(&p.prepared, task_run(&p, &task, input, p.limits), tx, t).await;
                 (Instant::now(), report)
             });
             std::thread::sleep(Duration::from_micros(10_000 + fastrand::u64(0..10_000)));
@@ -919,7 +988,38 @@ fn bench_cancel() {
             }
         }
         let s = stats(&latencies);
-        println!("| {} | {} | {} | {} | {} |", setting.label, us(s.p50), us(s.p90), us(s.p99), us(s.max));
+        println!(
+            "| {what} | {} | {} | {} | {} | {} |",
+            setting.label,
+            us(s.p50),
+            us(s.p90),
+            us(s.p99),
+            us(s.max)
+        );
+        if hostile_noop.is_none() && dir == HOSTILE {
+            // For scale: a whole short run of the same plugin (data + scratch folder).
+            let times = rt.block_on(async {
+                let task = identity(&plugin);
+                let mut times = Vec::new();
+                for _ in 0..runs * 2 {
+                    let started = Instant::now();
+                    let report =
+                        run_once(&sandbox, &plugin, &task, r#"{"mode":"echo","value":1}"#, plugin.limits)
+                            .await;
+                    expect_success(&report);
+                    times.push(started.elapsed());
+                }
+                times
+            });
+            hostile_noop = Some(stats(&times));
+        }
+    }
+    if let Some(s) = hostile_noop {
+        println!(
+            "\nFor scale: a whole `hostile` run that does nothing (`echo`), data and scratch folder included: p50 {}, p99 {}.",
+            us(s.p50),
+            us(s.p99)
+        );
     }
 }
 
@@ -938,7 +1038,7 @@ fn bench_isolation() {
     assert!(registry.problems().is_empty(), "{:?}", registry.problems());
     let kernels = registry.get("kernels").unwrap().clone();
     let hostile = registry.get("hostile").unwrap().clone();
-    let requests = count(2_000, 200);
+    let requests = count(3_000, 200);
 
     println!(
         "A slot task on the runtime waits for requests on a channel and runs the no-op task for each; the"
@@ -952,6 +1052,15 @@ fn bench_isolation() {
     println!("`endless_loop` tasks run on the same runtime (host default: FuelYield, 1,000,000 units).\n");
     println!("| concurrent endless_loop tasks | p50 | p90 | p99 | max | `run` alone p50 | `run` alone p99 |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let wasm = plugin_dir(KERNELS).join("kernels.wasm");
+    let raws = Arc::new([
+        raw::Raw::new(raw::Opts { pooling: true, fuel: true, keep_resident: 0, pagemap_scan: false }, &wasm),
+        raw::Raw::new(
+            raw::Opts { pooling: true, fuel: true, keep_resident: 1 << 20, pagemap_scan: true },
+            &wasm,
+        ),
+    ]);
+    let mut raw_rows = Vec::new();
     for hostiles in [0usize, 1, 2] {
         let stop = CancellationToken::new();
         let loops: Vec<_> = (0..hostiles)
@@ -960,7 +1069,7 @@ fn bench_isolation() {
                 rt.spawn(async move {
                     let (tx, _rx) = mpsc::channel(256);
                     let task = identity(&p);
-                    s.run(&p.prepared, &task, ENDLESS, p.limits, &p.capabilities, tx, t).await
+                    s.run(&p.prepared, task_run(&p, &task, ENDLESS, p.limits), tx, t).await
                 })
             })
             .collect();
@@ -991,6 +1100,22 @@ fn bench_isolation() {
         }
         drop(req_tx);
         rt.block_on(slot).unwrap();
+
+        // The same no-op driven by wasmtime directly, without and with resident pool memory, back
+        // to back on a runtime task while the same endless loops run.
+        let (a, b) = (raws.clone(), requests);
+        let raw_times = rt
+            .block_on(rt.spawn(async move {
+                let mut times = vec![Vec::new(); a.len()];
+                for _ in 0..b {
+                    for (i, r) in a.iter().enumerate() {
+                        times[i].push(r.run(NOOP).await.0.total);
+                    }
+                }
+                times
+            }))
+            .unwrap();
+        raw_rows.push((hostiles, raw_times.iter().map(|t| stats(t)).collect::<Vec<_>>()));
         stop.cancel();
         for handle in loops {
             let report = rt.block_on(handle).unwrap();
@@ -1005,6 +1130,22 @@ fn bench_isolation() {
             us(l.max),
             us(r.p50),
             us(r.p99)
+        );
+    }
+    println!(
+        "\nThe no-op run alone, driven by wasmtime directly (section 1c) on a runtime task, {requests} runs each:\n"
+    );
+    println!(
+        "| concurrent endless_loop tasks | no keep_resident: p50 | p99 | keep_resident 1 MiB + pagemap_scan: p50 | p99 |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for (hostiles, s) in raw_rows {
+        println!(
+            "| {hostiles} | {} | {} | {} | {} |",
+            us(s[0].p50),
+            us(s[0].p99),
+            us(s[1].p50),
+            us(s[1].p99)
         );
     }
 }
@@ -1040,9 +1181,16 @@ fn main() {
     );
     for (name, bench) in all {
         if wanted.is_empty() || wanted.iter().any(|w| w == name) {
-            let t = Instant::now();
+            let (t, (machine0, own0)) = (Instant::now(), cpu_ticks());
             bench();
-            println!("\n(section `{name}` took {:.0} s)", t.elapsed().as_secs_f64());
+            let (machine1, own1) = cpu_ticks();
+            // Clock ticks are 1/100 s on Linux.
+            let others = (machine1 - machine0).saturating_sub(own1 - own0) as f64 / 100.0;
+            println!(
+                "\n(section `{name}` took {:.0} s; other processes used {:.2} CPUs on average meanwhile)",
+                t.elapsed().as_secs_f64(),
+                others / t.elapsed().as_secs_f64()
+            );
         }
     }
     println!("\nTotal: {:.0} s", started.elapsed().as_secs_f64());
