@@ -52,11 +52,15 @@ pub async fn load_or_compile(
     let compiled = tokio::task::spawn_blocking(sandbox.precompile(wasm))
         .await
         .map_err(|e| SandboxError::Compile(format!("the compiler thread failed: {e}")))??;
+    // A uniquely named temporary file renamed into place: concurrent loads of the same component
+    // (two hosts on one data folder's cache, or tests in one process) never see a partial file.
     std::fs::create_dir_all(dir)
         .and_then(|_| {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, &compiled)?;
-            std::fs::rename(&tmp, &path)
+            use std::io::Write;
+            let mut tmp = tempfile::Builder::new().prefix(".compiling-").tempfile_in(dir)?;
+            tmp.write_all(&compiled)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
         })
         .map_err(|e| SandboxError::Compile(format!("cannot write {}: {e}", path.display())))?;
     let component = sandbox.load_precompiled(&path)?;

@@ -6,7 +6,7 @@ use serde_json::json;
 use taskhost::sandbox::{LimitsRequest, Outcome, Report};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{load, run, run_with, sandbox};
+use crate::support::{load, run, run_signalling, sandbox};
 
 const HOSTILE: &str = "tests/fixtures/hostile";
 const HELLO: &str = "examples/hello";
@@ -288,14 +288,17 @@ async fn a_running_task_is_cancelled_within_milliseconds() {
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
     let limits = hostile.limits;
+    let (started_tx, started) = tokio::sync::oneshot::channel();
     let handle = {
         let hostile = hostile.clone();
         tokio::spawn(async move {
             let sb = sb;
-            run_with(&sb, &hostile, json!({"mode": "endless_loop"}), limits, cancel).await
+            run_signalling(&sb, &hostile, json!({"mode": "endless_loop"}), limits, cancel, Some(started_tx))
+                .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await; // let it get going
+    // The loop reports once before it spins: from then on it is running.
+    tokio::time::timeout(Duration::from_secs(30), started).await.expect("the loop starts").expect("a report");
     let asked = Instant::now();
     trigger.cancel();
     let ran = handle.await.unwrap();
@@ -312,14 +315,22 @@ async fn a_hostile_task_does_not_stall_a_well_behaved_one_on_another_slot() {
     let hello = load(&sb, HELLO).await;
     let loop_limits =
         hostile.limits.narrowed_by(&LimitsRequest { timeout_ms: Some(5_000), ..Default::default() });
+    let (started_tx, started) = tokio::sync::oneshot::channel();
     let looping = {
         let (sb, hostile) = (sb.clone(), hostile.clone());
         tokio::spawn(async move {
-            run_with(&sb, &hostile, json!({"mode": "endless_loop"}), loop_limits, CancellationToken::new())
-                .await
+            run_signalling(
+                &sb,
+                &hostile,
+                json!({"mode": "endless_loop"}),
+                loop_limits,
+                CancellationToken::new(),
+                Some(started_tx),
+            )
+            .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(30), started).await.expect("the loop starts").expect("a report");
     let started = Instant::now();
     let ran = run(&sb, &hello, json!({"name": "neighbour"}), LimitsRequest::default()).await;
     let took = started.elapsed();
@@ -333,18 +344,18 @@ async fn a_hostile_task_does_not_stall_a_well_behaved_one_on_another_slot() {
 async fn the_soft_deadline_turns_cancelled_true_before_the_hard_stop() {
     let sb = sandbox(2);
     let hello = load(&sb, HELLO).await;
-    // hello spins for 60 s but checks cancelled(); with a 1 s budget it sees the soft deadline at
-    // 900 ms and returns `cancelled` itself, which is reported as deadline_exceeded.
+    // hello spins for 60 s but checks cancelled(); with a 4 s budget it sees the soft deadline at
+    // 3.6 s and returns `cancelled` itself (reported as deadline_exceeded) before the hard stop.
     let ran = run(
         &sb,
         &hello,
         json!({"name": "x", "spin_ms": 60_000}),
-        LimitsRequest { timeout_ms: Some(1_000), ..Default::default() },
+        LimitsRequest { timeout_ms: Some(4_000), ..Default::default() },
     )
     .await;
-    assert_eq!(ran.report.outcome, Outcome::DeadlineExceeded { timeout_ms: 1_000 });
+    assert_eq!(ran.report.outcome, Outcome::DeadlineExceeded { timeout_ms: 4_000 });
     assert!(
-        ran.report.elapsed < Duration::from_millis(1_000),
+        ran.report.elapsed < Duration::from_millis(4_000),
         "stopped by the hard deadline, not cooperatively: {:?}",
         ran.report.elapsed
     );

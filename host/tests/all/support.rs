@@ -72,10 +72,26 @@ pub async fn run_with(
     limits: TaskLimits,
     cancel: CancellationToken,
 ) -> Ran {
+    run_signalling(sandbox, plugin, input, limits, cancel, None).await
+}
+
+/// Like [`run_with`]; `first_report` fires when the plugin reports anything (it is running).
+pub async fn run_signalling(
+    sandbox: &Sandbox,
+    plugin: &LoadedPlugin,
+    input: serde_json::Value,
+    limits: TaskLimits,
+    cancel: CancellationToken,
+    first_report: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Ran {
     let (tx, mut rx) = mpsc::channel(1024);
     let collector = tokio::spawn(async move {
+        let mut first_report = first_report;
         let mut all = Vec::new();
         while let Some(r) = rx.recv().await {
+            if let Some(signal) = first_report.take() {
+                let _ = signal.send(());
+            }
             all.push(r);
         }
         all
