@@ -93,6 +93,9 @@ impl Host {
             .arg(&options.data_dir)
             .arg("--concurrency")
             .arg(options.concurrency.to_string())
+            // One compile cache for every host the tests start: each component compiles once.
+            .arg("--compile-cache")
+            .arg(repo_root().join("target").join("test-cache").join("e2e-compiled"))
             .args(&options.extra)
             .env("TASKHOST_LOG", "info")
             .env_remove("REDIS_URL")

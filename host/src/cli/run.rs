@@ -70,6 +70,9 @@ pub struct RunArgs {
     /// runs): the time after which another host takes over the tasks of a host that died.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     lease_secs: f64,
+    /// Where compiled plugins are cached (default: `<data-dir>/compiled`). Hosts may share one.
+    #[arg(long, value_name = "DIR")]
+    compile_cache: Option<PathBuf>,
     /// Largest file accepted in a tenant's file area, in bytes.
     #[arg(long, default_value_t = api::DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
     max_file_bytes: usize,
@@ -124,7 +127,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Sandbox::new(SandboxConfig::new(concurrency as u32, args.data_dir.join("scratch")))
             .context("cannot start the sandbox")?,
     );
-    let plugins = PluginRegistry::load(&sandbox, &args.plugins, &args.data_dir.join("compiled")).await?;
+    let compile_cache = args.compile_cache.clone().unwrap_or_else(|| args.data_dir.join("compiled"));
+    let plugins = PluginRegistry::load(&sandbox, &args.plugins, &compile_cache).await?;
     if plugins.is_empty() {
         bail!(
             "no plugin could be loaded from {} (build them with `cargo xtask plugins`)",
