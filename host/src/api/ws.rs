@@ -35,6 +35,9 @@ use crate::events::{Event, kind};
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Longest wait for a watcher to take one message before it is closed as too slow.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read buffer per connection. Watchers send almost nothing, and tungstenite's default (128 KiB,
+/// zero-filled, so resident) made an idle watcher cost 132 KiB; 4 KiB brings it to about 9 KiB.
+pub const READ_BUFFER: usize = 4 << 10;
 /// Close code for a watcher that fell behind: reconnect and resume.
 pub const CLOSE_LAGGED: u16 = 4008;
 /// Least time between two `queue_status` messages caused by changes.
@@ -74,7 +77,7 @@ pub async fn task_stream(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
     let since = q.since.unwrap_or(0);
-    Ok(upgrade.on_upgrade(move |socket| stream_task(state, id, since, socket)))
+    Ok(upgrade.read_buffer_size(READ_BUFFER).on_upgrade(move |socket| stream_task(state, id, since, socket)))
 }
 
 async fn stream_task(state: AppState, id: String, since: u64, socket: WebSocket) {
@@ -183,7 +186,7 @@ pub async fn events_stream(
     ApiQuery(q): ApiQuery<EventsStreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.on_upgrade(move |mut socket| async move {
+    upgrade.read_buffer_size(READ_BUFFER).on_upgrade(move |mut socket| async move {
         crate::telemetry::watchers(1.0);
         let mut live = state.hub.subscribe();
         let mut meta = MetaCache::new();
@@ -234,7 +237,7 @@ pub async fn queue_stream(
     Caller(tenant): Caller,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.on_upgrade(move |mut socket| async move {
+    upgrade.read_buffer_size(READ_BUFFER).on_upgrade(move |mut socket| async move {
         crate::telemetry::watchers(1.0);
         let mut live = state.hub.subscribe();
         let mut meta = MetaCache::new();
