@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use taskhost::plugin::{LoadedPlugin, PluginRegistry};
 use taskhost::sandbox::{
-    Interruption, Outcome, RunReport, Sandbox, SandboxConfig, TaskIdentity, TaskLimits, TaskRun,
+    Capabilities, Interruption, Outcome, RunReport, Sandbox, SandboxConfig, TaskIdentity, TaskLimits, TaskRun,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -933,6 +933,7 @@ fn bench_cancel() {
     let fuel = Setting::default_fuel("FuelYield, 1,000,000 units (host default)");
     let rows = [
         ("hostile `endless_loop`", HOSTILE, ENDLESS, fuel),
+        ("hostile `endless_loop`, data and scratch folder not granted", HOSTILE, ENDLESS, fuel),
         (
             "hostile `endless_loop`",
             HOSTILE,
@@ -975,7 +976,12 @@ fn bench_cancel() {
             let handle = rt.spawn(async move {
                 let (tx, _rx) = mpsc::channel(256);
                 let task = identity(&p);
-                let report = s.run(&p.prepared, task_run(&p, &task, input, p.limits), tx, t).await;
+                let mut run = task_run(&p, &task, input, p.limits);
+                let none = Capabilities::default();
+                if what.contains("not granted") {
+                    run.capabilities = &none;
+                }
+                let report = s.run(&p.prepared, run, tx, t).await;
                 (Instant::now(), report)
             });
             std::thread::sleep(Duration::from_micros(10_000 + fastrand::u64(0..10_000)));
