@@ -9,12 +9,13 @@
 //!   instances (a [`wasmtime::ResourceLimiter`]), output size, events and log volume (the host
 //!   imports in [`state`]), and a wall-clock deadline.
 //! - **Stopping a guest.** The guest yields to the async runtime every
-//!   [`SandboxConfig::fuel_yield_interval`] units of fuel (about a millisecond of work). At each
+//!   [`SandboxConfig::fuel_yield_interval`] units of fuel (about 80 µs of work here). At each
 //!   yield, the future that drives the call is polled against the cancellation token and the
 //!   deadlines; dropping it stops the guest for good. Deadlines, cancellation and fair sharing
 //!   of the runtime's threads all rest on those yields. The benchmark (BENCHMARKS.md) compared this
-//!   with epoch interruption: on call-heavy code, epoch checks cost far more than sparse fuel
-//!   yields, so epochs are available ([`Interruption`]) but not the default.
+//!   with epoch interruption: epoch checks cost more on call-heavy code (+32% against +20% for
+//!   fuel on recursive Fibonacci) and about the same on memory-heavy code, need a ticker thread and
+//!   cancel more slowly, so epochs are available ([`Interruption`]) but not the default.
 //! - At the soft deadline (see [`TaskLimits::soft_deadline`]) the guest's `cancelled()` turns
 //!   true; at the hard deadline the run is stopped.
 //! - WASI preview 2 with nothing ambient: no arguments, no environment, no preopened folders, no
@@ -203,13 +204,16 @@ impl Sandbox {
                 .max_memory_size(TaskLimits::ceiling().memory_bytes as usize)
                 .table_elements(TaskLimits::ceiling().table_elements as usize)
                 .max_component_instance_size(1 << 20)
-                .max_core_instance_size(1 << 20)
-                // Reusing a slot: keep its first MiB mapped and reset only the pages the last task
-                // dirtied (PAGEMAP_SCAN, where the kernel has it) instead of unmapping the lot.
-                // BENCHMARKS.md measured it at a third of the per-task cost.
-                .linear_memory_keep_resident(1 << 20)
-                .table_keep_resident(64 << 10)
-                .pagemap_scan(wasmtime::Enabled::Auto);
+                .max_core_instance_size(1 << 20);
+            // Reusing a slot: keep its first MiB mapped and reset only the pages the last task
+            // dirtied (PAGEMAP_SCAN, Linux 6.7+) instead of unmapping the lot: a third of the
+            // per-task cost (BENCHMARKS.md). Without PAGEMAP_SCAN, keeping memory resident means
+            // zeroing it on every reuse, which is slower than unmapping, so only then.
+            if PoolingAllocationConfig::is_pagemap_scan_available() {
+                pool.linear_memory_keep_resident(1 << 20)
+                    .table_keep_resident(64 << 10)
+                    .pagemap_scan(wasmtime::Enabled::Yes);
+            }
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
