@@ -5,11 +5,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use taskhost_e2e::Host;
-use tokio_tungstenite::tungstenite::Message;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -52,23 +50,6 @@ fn generate_input(format: &str) -> Value {
     })
 }
 
-/// Reads a task's stream until the server closes it after the terminal event.
-async fn read_stream(url: &str) -> Vec<Value> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-    let mut events = Vec::new();
-    let reading = async {
-        while let Some(message) = socket.next().await {
-            match message.expect("websocket message") {
-                Message::Text(text) => events.push(serde_json::from_str::<Value>(&text).unwrap()),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(MINUTE, reading).await.expect("the stream closes after the terminal event");
-    events
-}
-
 fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["event_type"].as_str().unwrap()).collect()
 }
@@ -80,7 +61,7 @@ async fn a_record_is_generated_section_by_section_and_the_folder_analysed() {
 
     // Generation, by plugin name (the default task).
     let id = host.submit(json!({"plugin": "adr", "input": generate_input("nygard")})).await;
-    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let events = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     let kinds = types(&events);
     assert_eq!(kinds.first(), Some(&"run_started"));
     assert_eq!(kinds.last(), Some(&"run_completed"), "{kinds:?}");
@@ -160,7 +141,7 @@ async fn a_record_is_generated_section_by_section_and_the_folder_analysed() {
             {"file_name": "0005-shard-orders.md", "content": broken},
         ]}}))
         .await;
-    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let events = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     let task = host.wait_finished(&id, MINUTE).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["task"], "analyze_adrs");

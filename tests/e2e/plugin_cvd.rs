@@ -3,30 +3,11 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use taskhost_e2e::Host;
-use tokio_tungstenite::tungstenite::Message;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// Reads a task's stream until the server closes it after the terminal event.
-async fn read_stream(url: &str) -> Vec<Value> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-    let mut events = Vec::new();
-    let reading = async {
-        while let Some(message) = socket.next().await {
-            match message.expect("websocket message") {
-                Message::Text(text) => events.push(serde_json::from_str::<Value>(&text).unwrap()),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(MINUTE, reading).await.expect("the stream closes after the terminal event");
-    events
-}
 
 #[tokio::test]
 async fn a_nitride_run_streams_thickness_and_stress_warnings_and_returns_grove_physics() {
@@ -44,7 +25,7 @@ async fn a_nitride_run_streams_thickness_and_stress_warnings_and_returns_grove_p
             "simulation": {"speedup": 1000.0},
         }}))
         .await;
-    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let events = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert_eq!(types.first(), Some(&"run_started"));
     assert_eq!(types.last(), Some(&"run_completed"), "{types:?}");

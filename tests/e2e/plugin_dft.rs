@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use taskhost_e2e::{Host, repo_root};
-use tokio_tungstenite::tungstenite::Message;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -17,23 +15,6 @@ fn require_plugin() {
         repo_root().join("plugins/dft/dft.wasm").is_file(),
         "plugins/dft/dft.wasm is missing: run `cargo xtask plugins` first"
     );
-}
-
-/// Reads a task's WebSocket stream until the server closes it.
-async fn read_stream(url: &str) -> Vec<Value> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-    let mut events = Vec::new();
-    let reading = async {
-        while let Some(message) = socket.next().await {
-            match message.expect("websocket message") {
-                Message::Text(text) => events.push(serde_json::from_str::<Value>(&text).unwrap()),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(MINUTE, reading).await.expect("the stream closes after the terminal event");
-    events
 }
 
 async fn stored_events(host: &Host, id: &str) -> Vec<Value> {
@@ -52,7 +33,7 @@ async fn a_silicon_job_streams_its_steps_and_scf_iterations_in_order() {
     let host = Host::start(dir.path()).await.unwrap();
     // pace_ms slows the job so that the watcher joins while it runs; results do not depend on it.
     let id = host.submit(json!({"plugin": "dft", "input": {"preset": "Si", "seed": 7, "pace_ms": 40}})).await;
-    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let events = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless, in order");
 

@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use futures::StreamExt;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use taskhost_e2e::{Host, repo_root};
-use tokio_tungstenite::tungstenite::Message;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -35,23 +33,6 @@ fn mouse_gut_reads(reads: usize) -> String {
     text.lines().take(2 * reads).map(|line| format!("{line}\n")).collect()
 }
 
-/// Reads a task's stream until the server closes it after the terminal event.
-async fn read_stream(url: &str) -> Vec<Value> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-    let mut events = Vec::new();
-    let reading = async {
-        while let Some(message) = socket.next().await {
-            match message.expect("websocket message") {
-                Message::Text(text) => events.push(serde_json::from_str::<Value>(&text).unwrap()),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(MINUTE, reading).await.expect("the stream closes after the terminal event");
-    events
-}
-
 #[tokio::test]
 async fn a_full_edna_analysis_streams_its_stages_and_finds_a_bacteroidetes_dominated_gut() {
     let dir = tempfile::tempdir().unwrap();
@@ -60,7 +41,7 @@ async fn a_full_edna_analysis_streams_its_stages_and_finds_a_bacteroidetes_domin
     let id = host
         .submit(json!({"plugin": "edna", "input": {"fasta": fasta, "analysis_type": "full", "seed": 1}}))
         .await;
-    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let events = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless");
     let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();

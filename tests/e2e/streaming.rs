@@ -7,25 +7,6 @@ use serde_json::{Value, json};
 use taskhost_e2e::Host;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Reads a task's stream until the server closes it; returns the events.
-async fn read_stream(url: &str) -> Vec<Value> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-    let mut events = Vec::new();
-    let reading = async {
-        while let Some(message) = socket.next().await {
-            match message.expect("websocket message") {
-                Message::Text(text) => events.push(serde_json::from_str::<Value>(&text).unwrap()),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), reading)
-        .await
-        .expect("the stream closes after the terminal event");
-    events
-}
-
 fn seqs(events: &[Value]) -> Vec<u64> {
     events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
 }
@@ -37,7 +18,7 @@ async fn a_late_watcher_gets_history_then_live_events_without_gap_or_duplicate()
     let id = host.submit(json!({"plugin": "hello", "input": {"name": "stream", "spin_ms": 1500}})).await;
     // Join mid-run: some events are history, the rest arrive live.
     host.wait_for(&id, Duration::from_secs(60), |t| t["progress"].as_f64().unwrap_or(0.0) >= 20.0).await;
-    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let events = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>());
     assert_eq!(events[0]["event_type"], "run_started");
     let last = events.last().unwrap();
@@ -69,7 +50,7 @@ async fn a_watcher_resumes_from_its_last_sequence_id() {
     }
     drop(socket);
     let last_seen = first.last().unwrap()["seq"].as_u64().unwrap();
-    let rest = read_stream(&host.ws(&format!("/ws/tasks/{id}?since={last_seen}"))).await;
+    let rest = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}?since={last_seen}"))).await;
     let mut all = seqs(&first);
     all.extend(seqs(&rest));
     assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>(), "resumed without gap or duplicate");
@@ -86,7 +67,7 @@ async fn many_watchers_of_one_task_see_the_same_events() {
         .map(|_| {
             tokio::spawn({
                 let url = url.clone();
-                async move { read_stream(&url).await }
+                async move { taskhost_e2e::read_task_stream(&url).await }
             })
         })
         .collect();
@@ -104,7 +85,7 @@ async fn a_stream_of_a_finished_task_replays_and_closes_and_an_unknown_task_is_4
     let host = Host::start(dir.path()).await.unwrap();
     let id = host.submit(json!({"plugin": "hello", "input": {"name": "done"}})).await;
     host.wait_finished(&id, Duration::from_secs(60)).await;
-    let events = read_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let events = taskhost_e2e::read_task_stream(&host.ws(&format!("/ws/tasks/{id}"))).await;
     assert_eq!(events.last().unwrap()["event_type"], "run_completed");
     let Err(err) = tokio_tungstenite::connect_async(host.ws("/ws/tasks/nope")).await else {
         panic!("a stream of an unknown task must be refused");

@@ -284,3 +284,27 @@ impl Drop for Host {
         let _ = self.child.wait();
     }
 }
+
+/// Reads a task's WebSocket stream until the server closes it after the terminal event (within a
+/// minute); returns the events in the order received.
+pub async fn read_task_stream(url: &str) -> Vec<Value> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+    let mut events = Vec::new();
+    let reading = async {
+        while let Some(message) = socket.next().await {
+            match message.expect("websocket message") {
+                Message::Text(text) => {
+                    events.push(serde_json::from_str::<Value>(&text).expect("JSON message"))
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), reading)
+        .await
+        .expect("the stream closes after the terminal event");
+    events
+}

@@ -122,8 +122,8 @@ mod embedded {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-const TENANT: &str = "acme";
-const QUEUE: &str = "default";
+pub const TENANT: &str = "acme";
+pub const QUEUE: &str = "default";
 /// A lease that does not lapse during a test.
 const LONG_LEASE: Duration = Duration::from_secs(60);
 /// How long a condition may take before the test fails.
@@ -133,7 +133,8 @@ fn queues() -> Vec<String> {
     vec![QUEUE.to_owned()]
 }
 
-fn new_task(id: &str) -> NewTask {
+/// A plain task in [`QUEUE`] for [`TENANT`], shared with the backend-specific suites.
+pub fn new_task(id: &str) -> NewTask {
     NewTask {
         id: id.to_owned(),
         tenant: TENANT.to_owned(),

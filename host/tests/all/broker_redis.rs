@@ -11,9 +11,8 @@ use serde_json::json;
 use taskhost::events::{NewEvent, kind};
 use taskhost::queue::redis::{RedisBroker, RedisConfig, SweepReport};
 use taskhost::queue::{Broker, BrokerError, Finish, LeaseState, NewTask, Priority, TaskStatus};
-use taskhost::sandbox::LimitsRequest;
 
-use crate::broker_conformance::Backend;
+use crate::broker_conformance::{Backend, QUEUE, TENANT, new_task};
 use taskhost_e2e::redis::{RedisCluster, RedisServer, free_port};
 
 /// A key prefix no other test uses.
@@ -72,29 +71,10 @@ mod on_redis_cluster {
 
 // ---------------------------------------------------------------------------------------------
 
-const QUEUE: &str = "default";
-const TENANT: &str = "acme";
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn queues() -> Vec<String> {
     vec![QUEUE.to_owned()]
-}
-
-fn new_task(id: &str) -> NewTask {
-    NewTask {
-        id: id.to_owned(),
-        tenant: TENANT.to_owned(),
-        plugin: "echo".to_owned(),
-        task_name: "echo".to_owned(),
-        queue: QUEUE.to_owned(),
-        input: json!({"id": id}).to_string(),
-        priority: Priority::Normal,
-        not_before: None,
-        expires_at: None,
-        max_retries: 3,
-        limits: LimitsRequest::default(),
-        files: Vec::new(),
-    }
 }
 
 fn done(result: &str) -> Finish {
