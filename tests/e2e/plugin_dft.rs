@@ -108,7 +108,7 @@ async fn the_rhf_task_reproduces_szabo_and_ostlund_and_supercells_are_extensive(
     let task = host.wait_finished(&heh, MINUTE).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["task"], "rhf");
-    // Szabo and Ostlund, §3.5.2: −2.860662 hartree (PySCF with the same basis: −2.8606585).
+    // Szabo and Ostlund, Appendix B: −2.860662 hartree (PySCF with the same basis: −2.8606585).
     assert!((f(&task["result"]["total_energy_hartree"]) + 2.860_66).abs() < 1e-5, "{}", task["result"]);
     let events = stored_events(&host, &heh).await;
     let scf: Vec<&Value> = events.iter().filter(|e| e["event_type"] == "scf_iteration").collect();

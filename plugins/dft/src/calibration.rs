@@ -43,7 +43,8 @@ pub fn atom_energy_hartree(element: Element) -> Option<f64> {
 
 /// Minimum energy of H₂ (hartree).
 pub const H2_ENERGY_HARTREE: f64 = -1.166_148_147_750;
-/// Bond length at the minimum (Å); experiment: 0.7414 Å (NIST CCCBDB).
+/// Bond length at the minimum (Å); experiment: 0.7414 Å (Huber and Herzberg 1979, as in NIST CCCBDB
+/// and the NIST Chemistry WebBook).
 pub const H2_R_E_ANG: f64 = 0.750_848_697;
 /// Morse range parameter (1/Å), from the curvature at the minimum: k = 2 D a².
 pub const H2_MORSE_A_PER_ANG: f64 = 1.947_119_379;
@@ -51,7 +52,8 @@ pub const H2_MORSE_A_PER_ANG: f64 = 1.947_119_379;
 pub const H2_GAP_EV: f64 = 11.442_948;
 
 /// Binding energy of H₂ relative to two free atoms (hartree): 0.1669 Eh = 4.54 eV, as Perdew,
-/// Burke and Ernzerhof (Phys. Rev. Lett. 77, 3865 (1996), Table I) give for PBE: 104.6 kcal/mol.
+/// Burke and Ernzerhof (Phys. Rev. Lett. 77, 3865 (1996), Table I) give for PBE: 104.6 kcal/mol
+/// (the table as transcribed in ASE's `ase/data/g2_1_ref.py`: H₂ 104.6, H₂O 234.2 kcal/mol).
 pub fn h2_binding_hartree() -> f64 {
     2.0 * atom_energy_hartree(Element::H).unwrap_or(0.0) - H2_ENERGY_HARTREE
 }
@@ -60,9 +62,9 @@ pub fn h2_binding_hartree() -> f64 {
 
 /// Minimum energy of H₂O (hartree).
 pub const H2O_ENERGY_HARTREE: f64 = -76.373_101_220_335;
-/// O-H bond length at the minimum (Å); experiment: 0.9572 Å (NIST CCCBDB).
+/// O-H bond length at the minimum (Å); experiment: 0.9578 Å (NIST CCCBDB, after Hoy and Bunker 1979).
 pub const H2O_R_E_ANG: f64 = 0.969_721_258;
-/// H-O-H angle at the minimum (degrees); experiment: 104.52°.
+/// H-O-H angle at the minimum (degrees); experiment: 104.48° (NIST CCCBDB, after Hoy and Bunker 1979).
 pub const H2O_THETA_E_DEG: f64 = 103.529_610_520;
 /// Morse range parameter of one O-H bond (1/Å), from the curvature when one bond is stretched.
 pub const H2O_MORSE_A_PER_ANG: f64 = 2.212_626_900;
@@ -101,27 +103,28 @@ pub struct CrystalReference {
 
 /// Reference data of the crystals.
 ///
-/// - PBE lattice constants and cohesive energies: Paier, Marsman, Hummer, Kresse, Gerber and
-///   Ángyán, J. Chem. Phys. 124, 154709 (2006) (PAW, VASP); Si 5.47 Å and 4.55 eV, Ge 5.76 Å and
-///   3.71 eV, within 0.01 Å and 0.05 eV of other PBE codes (Haas, Tran and Blaha, Phys. Rev. B 79,
-///   085104 (2009)).
-/// - PBE band gaps: Si 0.61 eV, indirect, conduction-band minimum at about 0.85 of Γ→X (Paier et
-///   al. 2006; plane-wave PBE values lie between 0.55 and 0.65 eV); Ge: no gap (PBE puts the Γ₂'
-///   state below the valence-band top, a metal; Heyd, Peralta, Scuseria and Martin, J. Chem. Phys.
-///   123, 174101 (2005)).
-/// - Experiment: Sze and Ng, *Physics of Semiconductor Devices*, 3rd ed. (Wiley, 2007), Appendix
-///   G: gaps 1.12 eV (Si) and 0.66 eV (Ge) at 300 K; lattice constants 5.431 and 5.658 Å.
+/// - PBE lattice constants and cohesive energies: Harl, Schimka and Kresse, Phys. Rev. B 81,
+///   115126 (2010), PAW/VASP, as tabulated in GPAW's `HarlSchimkaKresseBulkCollection`: Si
+///   5.466 Å and 4.55 eV, Ge 5.765 Å and 3.71 eV (experiment in the same data: 4.68 and 3.92 eV). The Materials Project's PBE relaxation of Si
+///   (mp-149) has 5.469 Å.
+/// - PBE band gaps: Si 0.61 eV, indirect: Materials Project mp-149 (PBE, VASP; database build of
+///   2022-10-05): 0.6105 eV, valence-band top at Γ, conduction-band minimum on Γ→X at about 0.83
+///   of the way to X, direct gap 2.556 eV. Ge: no gap; pure functionals make Ge a metal (Heyd,
+///   Peralta, Scuseria and Martin, J. Chem. Phys. 123, 174101 (2005), abstract).
+/// - Experiment at 300 K: Ioffe Institute NSM archive (after Levinshtein, Rumyantsev and Shur,
+///   *Handbook Series on Semiconductor Parameters* vol. 1 (1996)): gaps 1.12 eV (Si) and 0.66 eV
+///   (Ge); lattice constants 5.431 and 5.658 Å.
 pub fn crystal_reference(element: Element) -> Option<CrystalReference> {
     match element {
         Element::Si => Some(CrystalReference {
-            lattice_constant_pbe_ang: 5.47,
+            lattice_constant_pbe_ang: 5.466,
             cohesive_energy_pbe_ev: 4.55,
             band_gap_pbe_ev: 0.61,
             band_gap_experiment_ev: 1.12,
             lattice_constant_experiment_ang: 5.431,
         }),
         Element::Ge => Some(CrystalReference {
-            lattice_constant_pbe_ang: 5.76,
+            lattice_constant_pbe_ang: 5.765,
             cohesive_energy_pbe_ev: 3.71,
             band_gap_pbe_ev: 0.0,
             band_gap_experiment_ev: 0.66,

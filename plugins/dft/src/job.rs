@@ -507,19 +507,19 @@ fn reference(spec: &JobSpec) -> Option<Value> {
                 "cohesive_energy_pbe_ev_per_atom": r.cohesive_energy_pbe_ev,
                 "band_gap_pbe_ev": r.band_gap_pbe_ev,
                 "band_gap_experiment_ev": r.band_gap_experiment_ev,
-                "sources": "Paier et al., J. Chem. Phys. 124, 154709 (2006); Sze and Ng, Physics of Semiconductor Devices (2007)",
+                "sources": "a, E_coh: Harl, Schimka and Kresse, Phys. Rev. B 81, 115126 (2010); PBE gap: Materials Project mp-149 (Si), Heyd et al., J. Chem. Phys. 123, 174101 (2005) (Ge); experiment: Ioffe NSM archive (Levinshtein, Rumyantsev and Shur 1996)",
             }))
         }
         "preset H2" | "preset H2O" => {
             let (energy, experiment) = if s.formula() == "H2" {
                 (calibration::H2_ENERGY_HARTREE, json!({"bond_length_ang": 0.7414}))
             } else {
-                (calibration::H2O_ENERGY_HARTREE, json!({"bond_length_ang": 0.9572, "angle_deg": 104.52}))
+                (calibration::H2O_ENERGY_HARTREE, json!({"bond_length_ang": 0.9578, "angle_deg": 104.48}))
             };
             Some(json!({
                 "pyscf_pbe_cc_pvtz_energy_hartree": energy,
                 "experiment": experiment,
-                "sources": "PySCF PBE/cc-pVTZ (oracle/calibrate_pbe.py); NIST CCCBDB",
+                "sources": "PySCF PBE/cc-pVTZ (oracle/calibrate_pbe.py); experiment: NIST CCCBDB (H2: Huber and Herzberg 1979; H2O: Hoy and Bunker 1979)",
             }))
         }
         _ => None,
