@@ -56,7 +56,7 @@ use tokio::sync::Notify;
 
 use super::{
     Broker, BrokerError, CancelResult, ErrorInfo, FileInfo, Finish, HostInfo, Lease, LeaseState, Millis,
-    NewTask, Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
+    NewTask, Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, TenantPolicy, now_ms,
 };
 use crate::events::{Event, NewEvent, kind};
 use crate::sandbox::LimitsRequest;
@@ -145,6 +145,39 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 4: fair turns between tenants count each tenant's running tasks.
     "CREATE INDEX tasks_by_tenant_status ON tasks (tenant, status);",
+    // 5: each tenant's running tasks, kept by triggers (a lease reads it instead of counting),
+    // and the tenants' weights and quotas.
+    "CREATE TABLE tenant_running (
+        tenant  TEXT PRIMARY KEY NOT NULL,
+        running INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO tenant_running (tenant, running)
+        SELECT tenant, COUNT(*) FROM tasks WHERE status = 'running' GROUP BY tenant;
+    CREATE TRIGGER tasks_start_running AFTER UPDATE OF status ON tasks
+        WHEN new.status = 'running' AND old.status != 'running'
+    BEGIN
+        INSERT INTO tenant_running (tenant, running) VALUES (new.tenant, 1)
+            ON CONFLICT (tenant) DO UPDATE SET running = running + 1;
+    END;
+    CREATE TRIGGER tasks_stop_running AFTER UPDATE OF status ON tasks
+        WHEN old.status = 'running' AND new.status != 'running'
+    BEGIN
+        UPDATE tenant_running SET running = running - 1 WHERE tenant = old.tenant;
+    END;
+    CREATE TRIGGER tasks_insert_running AFTER INSERT ON tasks WHEN new.status = 'running'
+    BEGIN
+        INSERT INTO tenant_running (tenant, running) VALUES (new.tenant, 1)
+            ON CONFLICT (tenant) DO UPDATE SET running = running + 1;
+    END;
+    CREATE TRIGGER tasks_delete_running AFTER DELETE ON tasks WHEN old.status = 'running'
+    BEGIN
+        UPDATE tenant_running SET running = running - 1 WHERE tenant = old.tenant;
+    END;
+    CREATE TABLE tenant_policy (
+        tenant TEXT PRIMARY KEY NOT NULL,
+        weight INTEGER NOT NULL,
+        quota  INTEGER
+    ) WITHOUT ROWID;",
 ];
 
 /// The columns [`task_from_row`] reads, in a `SELECT`.
@@ -256,10 +289,14 @@ impl EmbeddedBroker {
                     "SELECT MIN(CASE WHEN status = 'running' THEN lease_expires_at + 1
                                      ELSE COALESCE(not_before, 0) END)
                      FROM tasks
+                     LEFT JOIN tenant_running AS r USING (tenant)
+                     LEFT JOIN tenant_policy AS p USING (tenant)
                      WHERE ",
                     in_queues!(),
                     " AND (status IN ('queued', 'scheduled', 'retrying')
-                           OR (status = 'running' AND lease_expires_at IS NOT NULL))"
+                           OR (status = 'running' AND lease_expires_at IS NOT NULL))",
+                    // Tasks of a tenant at its quota wait for one of its tasks to finish.
+                    " AND (p.quota IS NULL OR status = 'running' OR COALESCE(r.running, 0) < p.quota)"
                 ))?
                 .query_row(named_params! {":queues": queues}, |row| row.get::<_, Option<Millis>>(0))?;
             Ok(due)
@@ -351,19 +388,25 @@ impl Broker for EmbeddedBroker {
             loop {
                 let candidate = tx
                     .prepare_cached(concat!(
-                        "SELECT id, status, attempts, cancel_requested FROM tasks
+                        "SELECT id, status, attempts, cancel_requested
+                         FROM tasks
+                         LEFT JOIN tenant_running AS r USING (tenant)
+                         LEFT JOIN tenant_policy AS p USING (tenant)
                          WHERE ",
                         in_queues!(),
                         " AND ",
                         runnable!(),
-                        // Within a priority, the tenant with the fewest tasks running goes first,
-                        // so one tenant's backlog never holds back another tenant's first task.
+                        // A tenant at its quota starts nothing (a lapsed lease of its own is
+                        // already counted as running, so it may be taken over).
+                        " AND (p.quota IS NULL OR status = 'running' OR COALESCE(r.running, 0) < p.quota)",
+                        // Within a priority, the tenant with the fewest tasks running for its
+                        // weight goes first, so one tenant's backlog never holds back another
+                        // tenant's first task, and competing tenants share in their weights.
                         " ORDER BY priority,
-                                   (SELECT COUNT(*) FROM tasks AS busy
-                                     WHERE busy.tenant = tasks.tenant AND busy.status = 'running'),
+                                   CAST(COALESCE(r.running, 0) AS REAL) / COALESCE(p.weight, 1),
                                    CASE WHEN status = 'running' THEN lease_expires_at
                                         ELSE COALESCE(not_before, created_at) END,
-                                   rowid
+                                   tasks.rowid
                          LIMIT 1"
                     ))?
                     .query_row(named_params! {":queues": queues, ":now": now}, |row| {
@@ -406,6 +449,26 @@ impl Broker for EmbeddedBroker {
                 tx.commit()?;
                 return Ok(Some(Lease { attempt: task.attempts, task, worker }));
             }
+        })
+        .await
+    }
+
+    async fn set_tenant_policies(
+        &self,
+        _queues: &[String],
+        policies: &[TenantPolicy],
+    ) -> Result<(), BrokerError> {
+        // One host serves every queue of this store: the policies hold for all of them.
+        let policies = policies.to_vec();
+        self.with_db(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM tenant_policy", [])?;
+            for policy in &policies {
+                tx.prepare_cached("INSERT INTO tenant_policy (tenant, weight, quota) VALUES (?1, ?2, ?3)")?
+                    .execute(rusqlite::params![policy.tenant, policy.weight.max(1), policy.concurrent_tasks])?;
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
@@ -533,15 +596,24 @@ impl Broker for EmbeddedBroker {
                     return Ok(None);
                 }
                 let stored = append_event(&tx, &id, &event)?;
+                // A tenant at its quota has a slot free again: its waiting tasks are runnable.
+                let quota_freed = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM tenant_policy
+                         WHERE tenant = (SELECT tenant FROM tasks WHERE id = ?1) AND quota IS NOT NULL",
+                    )?
+                    .exists([&id])?;
                 tx.commit()?;
-                Ok(Some(stored))
+                Ok(Some((stored, quota_freed)))
             })
             .await?;
-        if is_retry && stored.is_some() {
-            // Waiters may be sleeping until a later time than this retry's.
+        let Some((stored, quota_freed)) = stored else { return Ok(None) };
+        if is_retry || quota_freed {
+            // Waiters may be sleeping until a later time than this retry's, or passed over the
+            // tenant's tasks while it was at its quota.
             self.work.notify_waiters();
         }
-        Ok(stored)
+        Ok(Some(stored))
     }
 
     async fn set_progress(&self, lease: &Lease, percent: f32, message: &str) -> Result<(), BrokerError> {

@@ -390,6 +390,17 @@ pub fn valid_file_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// How a broker shares its workers between the tenants of a queue (from the tenants file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPolicy {
+    /// The tenant.
+    pub tenant: String,
+    /// Its share of leases when tenants compete (1 or more; 1 for tenants not named).
+    pub weight: u32,
+    /// Most tasks running at once across every host, or `None` for no limit.
+    pub concurrent_tasks: Option<u32>,
+}
+
 /// Why a broker call failed. These are infrastructure failures; a task that fails is not one.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -438,12 +449,30 @@ pub trait Broker: Send + Sync + 'static {
     /// Leases the next runnable task from `queues` (highest priority, then oldest), for
     /// `lease_for`. Promotes due delayed tasks, expires stale ones, and takes back tasks whose
     /// lease lapsed. Returns at once; `None` when nothing is runnable.
+    ///
+    /// Within a priority, tenants take turns in proportion to their weights, and a tenant that
+    /// already runs its quota of tasks (see [`Broker::set_tenant_policies`]) is passed over: the
+    /// quota is checked in the same atomic step that starts the attempt, so hosts leasing at the
+    /// same instant cannot overshoot it.
     async fn lease(
         &self,
         worker: &str,
         queues: &[String],
         lease_for: Duration,
     ) -> Result<Option<Lease>, BrokerError>;
+
+    /// Sets the tenants' weights and concurrency quotas that [`Broker::lease`] applies to
+    /// `queues`, replacing those set before (by any host: hosts of one fleet share one tenants
+    /// file). Tenants not named have weight 1 and no quota. Backends without tenant policies
+    /// ignore it.
+    async fn set_tenant_policies(
+        &self,
+        queues: &[String],
+        policies: &[TenantPolicy],
+    ) -> Result<(), BrokerError> {
+        let _ = (queues, policies);
+        Ok(())
+    }
 
     /// Waits until a task may have become runnable in `queues`, or `timeout` passes.
     async fn wait_for_work(&self, queues: &[String], timeout: Duration);

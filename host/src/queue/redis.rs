@@ -84,6 +84,7 @@
 //! backoff.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -94,13 +95,13 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisFuture, Script, Value};
 use serde_json::Value as Json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::embedded::MAX_DELIVERIES;
 use super::{
     Broker, BrokerError, CancelResult, ErrorInfo, FileInfo, Finish, HostInfo, Lease, LeaseState, Millis,
-    NewTask, Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, now_ms,
+    NewTask, Priority, QueueStats, Submitted, TaskFilter, TaskRecord, TaskStatus, TenantPolicy, now_ms,
 };
 use crate::events::{Event, NewEvent, kind};
 
@@ -219,6 +220,8 @@ mod suffix {
     pub const ALL: &str = "all";
     pub const COUNTS: &str = "counts";
     pub const WAKE: &str = "wake";
+    pub const WEIGHTS: &str = "weights";
+    pub const QUOTAS: &str = "quotas";
 }
 
 impl Keys {
@@ -239,6 +242,16 @@ impl Keys {
     /// The id index of a task: its queue's name.
     pub fn index(&self, id: &str) -> String {
         format!("{}:id:{id}", self.prefix)
+    }
+
+    /// What every [`Keys::index`] starts with (scripts on a standalone server build them).
+    fn index_prefix(&self) -> String {
+        format!("{}:id:", self.prefix)
+    }
+
+    /// What every queue's keys start with, before the queue's hash tag.
+    fn all_queues_prefix(&self) -> String {
+        format!("{}:", self.prefix)
     }
 
     /// String: the content of one file of a tenant's file area. Tagged by tenant, so that a
@@ -321,6 +334,9 @@ local K_DEAD_LETTERS = base .. '{dead_letters}'
 local K_ALL = base .. '{all}'
 local K_COUNTS = base .. '{counts}'
 local K_WAKE = base .. '{wake}'
+local K_WEIGHTS = base .. '{weights}'
+local K_QUOTAS = base .. '{quotas}'
+local SUFFIX_COUNTS = '{counts}'
 local EV_CANCELLED = '{ev_cancelled}'
 local EV_FAILED = '{ev_failed}'
 local function k_task(id) return base .. '{task}' .. id end
@@ -332,11 +348,32 @@ local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local NOW_US = tonumber(T[1]) * 1000000 + tonumber(T[2])
 
 local COUNTED = {{queued = true, scheduled = true, retrying = true, running = true, dead = true}}
+-- Batch scripts set this to a table: counts then add up in it and `flush_counts` writes each
+-- changed field once, instead of two HINCRBYs per task.
+local DEFERRED = nil
 local function count(tenant, status, by)
   if COUNTED[status] then
-    redis.call('HINCRBY', K_COUNTS, status, by)
-    redis.call('HINCRBY', K_COUNTS, status .. '@' .. tenant, by)
+    if DEFERRED then
+      local f = status .. '@' .. tenant
+      DEFERRED[status] = (DEFERRED[status] or 0) + by
+      DEFERRED[f] = (DEFERRED[f] or 0) + by
+    else
+      redis.call('HINCRBY', K_COUNTS, status, by)
+      redis.call('HINCRBY', K_COUNTS, status .. '@' .. tenant, by)
+    end
   end
+end
+local function flush_counts()
+  if DEFERRED then
+    for f, by in pairs(DEFERRED) do
+      if by ~= 0 then redis.call('HINCRBY', K_COUNTS, f, by) end
+    end
+    DEFERRED = {{}}
+  end
+end
+-- The same escaping as the host's `escape`: a queue name inside a key.
+local function escape(name)
+  return (string.gsub(string.gsub(string.gsub(name, '%%', '%%25'), '{{', '%%7B'), '}}', '%%7D'))
 end
 local function move(tenant, from, to)
   count(tenant, from, -1)
@@ -445,6 +482,8 @@ end
         all = suffix::ALL,
         counts = suffix::COUNTS,
         wake = suffix::WAKE,
+        weights = suffix::WEIGHTS,
+        quotas = suffix::QUOTAS,
         task = suffix::TASK,
         events = suffix::EVENTS,
         stream = suffix::STREAM,
@@ -454,9 +493,21 @@ end
 });
 
 /// `ARGV[4..]`: id, tenant, plugin, task_name, queue, input, rank, not_before, expires_at,
-/// max_retries, limits, files. Returns `{'created'|'exists', hgetall}`.
+/// max_retries, limits, files, then the id's index key and the set of queues, or two empty
+/// strings when the host claimed the id itself (on a Cluster the index lives on another node).
+/// Returns `{'created', created_at, status}`, `{'exists', hgetall}`, or `{'elsewhere', queue}`
+/// when the id is already taken by a task of another queue.
 const SUBMIT: &str = r#"
 local id, tenant, rank, nb, ex = ARGV[4], ARGV[5], ARGV[10], ARGV[11], ARGV[12]
+local index_key = ARGV[16]
+if index_key ~= '' then
+  if not redis.call('SET', index_key, ARGV[8], 'NX') then
+    local existing = redis.call('GET', index_key)
+    if existing and existing ~= ARGV[8] then return {'elsewhere', existing} end
+    if not existing then redis.call('SET', index_key, ARGV[8]) end
+  end
+  redis.call('SADD', ARGV[17], ARGV[8])
+end
 local t = k_task(id)
 if redis.call('EXISTS', t) == 1 then
   return {'exists', redis.call('HGETALL', t)}
@@ -481,15 +532,24 @@ if status == 'scheduled' then
 else
   enqueue(id, tenant, rank)
 end
-return {'created', redis.call('HGETALL', t)}
+return {'created', num(NOW), status}
 "#;
 
-/// `ARGV[4..]`: worker, lease_ms, priority order (`"0,1,2"`), tenant turn. Returns
-/// `{'leased', hgetall, ended}` or `{'none', ended}`, `ended` being the ids this call ended.
+/// `ARGV[4..]`: lease_ms, the key prefix of every queue and the set of queues (two empty
+/// strings on a Cluster, where a script sees only its own queue), the id index prefix (empty on
+/// a Cluster), then one worker per idle slot. Leases up to one task per worker, in order, and
+/// stops at the first worker for which nothing is runnable. Returns `{ended, hgetall...}`:
+/// `ended` the ids this call ended, then the record of each task leased, the n-th for the n-th
+/// worker.
 const LEASE: &str = r#"
-local worker, lease_ms, turn = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[7])
+local lease_ms = tonumber(ARGV[4])
+local prefix_all, queues_key, index_prefix = ARGV[5], ARGV[6], ARGV[7]
+local workers = {}
+for i = 8, #ARGV do table.insert(workers, ARGV[i]) end
 local ended = {}
+DEFERRED = {}
 
+-- Housekeeping, once per batch.
 -- Due start times and retries become waiting tasks.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', num(NOW), 'LIMIT', 0, 100)) do
   redis.call('ZREM', K_DELAYED, id)
@@ -530,81 +590,156 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(' .. num(NOW
   end
 end
 
-local function start(id, h)
+-- Tenant policies: weights give weighted turns, quotas cap the tasks running at once.
+local weights, quotas = {}, {}
+local wl = redis.call('HGETALL', K_WEIGHTS)
+for i = 1, #wl, 2 do weights[wl[i]] = tonumber(wl[i + 1]) end
+local ql = redis.call('HGETALL', K_QUOTAS)
+for i = 1, #ql, 2 do quotas[ql[i]] = tonumber(ql[i + 1]) end
+
+-- Running tasks of a tenant: in this queue, and on a standalone server in every queue.
+local other_counts = nil
+local function running_of(tenant)
+  local field = 'running@' .. tenant
+  local r = tonumber(redis.call('HGET', K_COUNTS, field) or '0') + (DEFERRED[field] or 0)
+  if prefix_all ~= '' then
+    if not other_counts then
+      other_counts = {}
+      for _, q in ipairs(redis.call('SMEMBERS', queues_key)) do
+        local key = prefix_all .. '{' .. escape(q) .. '}:' .. SUFFIX_COUNTS
+        if key ~= K_COUNTS then table.insert(other_counts, key) end
+      end
+    end
+    for _, key in ipairs(other_counts) do
+      r = r + tonumber(redis.call('HGET', key, field) or '0')
+    end
+  end
+  return r
+end
+local function allowed(tenant)
+  local limit = quotas[tenant]
+  return limit == nil or running_of(tenant) < limit
+end
+
+-- Weighted turns: tenant i leads w_i turns out of every sum(w), spread out (round r takes every
+-- tenant whose weight is at least r).
+local tenants = redis.call('SMEMBERS', K_TENANTS)
+table.sort(tenants)
+local w, most = {}, 1
+for i, t in ipairs(tenants) do
+  w[i] = math.max(1, math.min(100, math.floor(weights[t] or 1)))
+  most = math.max(most, w[i])
+end
+local leads = {}
+for r = 1, most do
+  for i = 1, #tenants do
+    if w[i] >= r then table.insert(leads, i) end
+  end
+end
+
+local function start(id, h, worker)
   local t = k_task(id)
   redis.call('HINCRBY', t, 'attempts', 1)
   local until_ms = num(NOW + lease_ms)
   redis.call('HSET', t, 'status', 'running', 'started_at', num(NOW), 'lease_owner', worker,
              'lease_until', until_ms, 'progress', '0', 'message', '')
   redis.call('ZADD', K_LEASES, until_ms, id)
-  redis.call('ZREM', K_EXPIRY, id)
+  if h.expires_at then redis.call('ZREM', K_EXPIRY, id) end
   move(h.tenant, 'queued', 'running')
-  return {'leased', redis.call('HGETALL', t), ended}
+  return redis.call('HGETALL', t)
 end
 
 local function expired(h)
   return h.expires_at and tonumber(h.expires_at) < NOW
 end
 
-
-local tenants = redis.call('SMEMBERS', K_TENANTS)
-table.sort(tenants)
-for rank in string.gmatch(ARGV[6], '%d') do
-  -- Tasks handed back at this priority come first: they waited longest.
-  local lo, hi = num(tonumber(rank) * 1e14), '(' .. num((tonumber(rank) + 1) * 1e14)
-  while true do
-    local r = redis.call('ZRANGEBYSCORE', K_RELEASED, lo, hi, 'LIMIT', 0, 1)
-    if #r == 0 then break end
-    local id = r[1]
-    redis.call('ZREM', K_RELEASED, id)
-    local h = meta(id)
-    if h and h.status == 'queued' then
-      if h.entry then
-        -- The pending entry moves to this worker; this counts a delivery.
-        redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker, 0, h.entry)
-      end
-      return start(id, h)
-    end
-  end
-  for i = 0, #tenants - 1 do
-    local tenant = tenants[((turn + i) % #tenants) + 1]
-    local s = k_stream(rank, tenant)
-    while true do
-      local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', 1, 'STREAMS', s, '>')
-      if type(res) == 'table' and res.err then
-        -- A stream made by someone else, without our group: adopt it from its start.
-        if string.find(res.err, 'NOGROUP', 1, true) and redis.call('EXISTS', s) == 1 then
-          redis.call('XGROUP', 'CREATE', s, GROUP, '0')
-        else
-          break
-        end
-      elseif not res then
-        break
-      else
-        local entry = res[1][2][1]
-        local entry_id, fields = entry[1], entry[2]
-        local id = nil
-        if #fields == 2 and fields[1] == 'task' then id = fields[2] end
-        local h = id and meta(id)
-        if not id then
-          dead_letter(s, entry_id, fields, 'not a task entry: expected one field, task')
-        elseif not h then
-          dead_letter(s, entry_id, fields, 'names an unknown task ' .. id)
-        elseif h.entry ~= entry_id then
-          dead_letter(s, entry_id, fields, 'task ' .. id .. ' (' .. h.status .. ') does not wait on this entry')
-        elseif h.status ~= 'queued' then
-          drop_entry(id, h)
-        elseif expired(h) then
-          end_task(id, h, 'expired', 'expired', 'its expiry time passed before it started')
-          table.insert(ended, id)
-        else
-          return start(id, h)
-        end
-      end
-    end
-  end
+-- High first, except on weighted turns: one in 8 looks at normal first, one in 32 at low.
+local function ranks(turn)
+  if turn % 32 == 31 then return {2, 0, 1} end
+  if turn % 8 == 7 then return {1, 0, 2} end
+  return {0, 1, 2}
 end
-return {'none', ended}
+
+local any_released = redis.call('ZCARD', K_RELEASED) > 0
+
+local function pick(worker, turn)
+  for _, rank in ipairs(ranks(turn)) do
+    -- Tasks handed back at this priority come first: they waited longest.
+    if any_released then
+      local lo, hi = num(rank * 1e14), '(' .. num((rank + 1) * 1e14)
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_RELEASED, lo, hi, 'LIMIT', 0, 100)) do
+        local h = meta(id)
+        if not h or h.status ~= 'queued' then
+          redis.call('ZREM', K_RELEASED, id)
+        elseif allowed(h.tenant) then
+          redis.call('ZREM', K_RELEASED, id)
+          if h.entry then
+            -- The pending entry moves to this worker; this counts a delivery.
+            redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker, 0, h.entry)
+          end
+          return start(id, h, worker)
+        end
+      end
+    end
+    if #tenants > 0 then
+      local first = leads[(turn % #leads) + 1] - 1
+      for i = 0, #tenants - 1 do
+        local tenant = tenants[((first + i) % #tenants) + 1]
+        local s = k_stream(rank, tenant)
+        while allowed(tenant) do
+          local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', 1, 'STREAMS', s, '>')
+          if type(res) == 'table' and res.err then
+            -- A stream made by someone else, without our group: adopt it from its start.
+            if string.find(res.err, 'NOGROUP', 1, true) and redis.call('EXISTS', s) == 1 then
+              redis.call('XGROUP', 'CREATE', s, GROUP, '0')
+            else
+              break
+            end
+          elseif not res then
+            break
+          else
+            local entry = res[1][2][1]
+            local entry_id, fields = entry[1], entry[2]
+            local id = nil
+            if #fields == 2 and fields[1] == 'task' then id = fields[2] end
+            local h = id and meta(id)
+            if not id then
+              dead_letter(s, entry_id, fields, 'not a task entry: expected one field, task')
+            elseif not h then
+              dead_letter(s, entry_id, fields, 'names an unknown task ' .. id)
+            elseif h.entry ~= entry_id then
+              dead_letter(s, entry_id, fields, 'task ' .. id .. ' (' .. h.status .. ') does not wait on this entry')
+            elseif h.status ~= 'queued' then
+              drop_entry(id, h)
+            elseif expired(h) then
+              end_task(id, h, 'expired', 'expired', 'its expiry time passed before it started')
+              table.insert(ended, id)
+            else
+              return start(id, h, worker)
+            end
+          end
+        end
+      end
+    end
+  end
+  return nil
+end
+
+local out = {ended}
+local turn = tonumber(redis.call('HGET', K_COUNTS, 'turn') or '0')
+local leased = 0
+for _, worker in ipairs(workers) do
+  local record = pick(worker, turn + leased)
+  if not record then break end
+  leased = leased + 1
+  table.insert(out, record)
+end
+if leased > 0 then redis.call('HINCRBY', K_COUNTS, 'turn', leased) end
+flush_counts()
+if index_prefix ~= '' then
+  for _, id in ipairs(ended) do redis.call('PEXPIRE', index_prefix .. id, RETENTION_MS) end
+end
+return out
 "#;
 
 /// `ARGV[4..]`: id, attempt, worker, lease_ms. Returns `lost`, `held` or `cancel`.
@@ -639,39 +774,80 @@ wake()
 return 1
 "#;
 
-/// `ARGV[4..]`: id, attempt, worker, status, result (`\0` for none), error kind (empty for
-/// none), error message, retry at (empty for none), event type, event data, event ts. Returns
-/// `{'ok', seq}` or `{'lost'}`.
+/// `ARGV[4]`: the id index prefix (empty on a Cluster, where the host expires the index
+/// itself), then 11 arguments per attempt ended: id, attempt, worker, status, result (`\0` for
+/// none), error kind (empty for none), error message, retry at (empty for none), event type,
+/// event data, event ts. Returns per attempt the sequence id of its event, or 0 when the lease
+/// was lost (nothing changed).
 const FINISH: &str = r#"
-local id, status, result, kind, retry_at = ARGV[4], ARGV[7], ARGV[8], ARGV[9], ARGV[11]
-local h = fenced(id, ARGV[5], ARGV[6])
-if not h then return {'lost'} end
-local t = k_task(id)
-drop_entry(id, h)
-redis.call('ZREM', K_LEASES, id)
-redis.call('HSET', t, 'status', status)
-redis.call('HDEL', t, 'lease_owner', 'lease_until')
-if result ~= '\0' then redis.call('HSET', t, 'result', result) else redis.call('HDEL', t, 'result') end
-if kind ~= '' then
-  redis.call('HSET', t, 'error_kind', kind, 'error_message', ARGV[10])
-else
-  redis.call('HDEL', t, 'error_kind', 'error_message')
+local index_prefix = ARGV[4]
+DEFERRED = {}
+local out = {}
+local woke = false
+local quotas = nil
+for i = 5, #ARGV, 11 do
+  local id, status, result, kind, retry_at = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 7]
+  local h = fenced(id, ARGV[i + 1], ARGV[i + 2])
+  if not h then
+    table.insert(out, 0)
+  else
+    local t = k_task(id)
+    local set, del = {'status', status}, {'lease_owner', 'lease_until'}
+    if h.entry and h.entry ~= '' then
+      -- Acknowledged and deleted: the task no longer waits on its entry.
+      local s = k_stream(h.priority, h.tenant)
+      redis.call('XACK', s, GROUP, h.entry)
+      redis.call('XDEL', s, h.entry)
+      table.insert(del, 'entry')
+    end
+    redis.call('ZREM', K_LEASES, id)
+    if result ~= '\0' then
+      table.insert(set, 'result')
+      table.insert(set, result)
+    else
+      table.insert(del, 'result')
+    end
+    if kind ~= '' then
+      table.insert(set, 'error_kind')
+      table.insert(set, kind)
+      table.insert(set, 'error_message')
+      table.insert(set, ARGV[i + 6])
+    else
+      table.insert(del, 'error_kind')
+      table.insert(del, 'error_message')
+    end
+    if retry_at ~= '' then
+      table.insert(set, 'not_before')
+      table.insert(set, retry_at)
+      redis.call('ZADD', K_DELAYED, retry_at, id)
+      woke = true
+    else
+      table.insert(set, 'finished_at')
+      table.insert(set, num(NOW))
+    end
+    redis.call('HSET', t, unpack(set))
+    redis.call('HDEL', t, unpack(del))
+    move(h.tenant, 'running', status)
+    -- A tenant with a quota has a slot free again: hosts that passed over its tasks look again.
+    if not woke then
+      quotas = quotas or redis.call('HKEYS', K_QUOTAS)
+      for _, tenant in ipairs(quotas) do
+        if tenant == h.tenant then woke = true end
+      end
+    end
+    local seq = append_event(id, ARGV[i + 8], ARGV[i + 9], ARGV[i + 10])
+    if status == 'dead' then
+      redis.call('ZADD', K_DEAD, num(NOW), id)
+    elseif retry_at == '' then
+      retain(id)
+      if index_prefix ~= '' then redis.call('PEXPIRE', index_prefix .. id, RETENTION_MS) end
+    end
+    table.insert(out, seq)
+  end
 end
-move(h.tenant, 'running', status)
-if retry_at ~= '' then
-  redis.call('HSET', t, 'not_before', retry_at)
-  redis.call('ZADD', K_DELAYED, retry_at, id)
-  wake()
-else
-  redis.call('HSET', t, 'finished_at', num(NOW))
-end
-local seq = append_event(id, ARGV[12], ARGV[13], ARGV[14])
-if status == 'dead' then
-  redis.call('ZADD', K_DEAD, num(NOW), id)
-elseif retry_at == '' then
-  retain(id)
-end
-return {'ok', seq}
+if woke then wake() end
+flush_counts()
+return out
 "#;
 
 /// `ARGV[4..]`: id, attempt, worker, percent, message.
@@ -735,17 +911,27 @@ enqueue(id, h.tenant, h.priority)
 return {'ok', redis.call('HGETALL', t)}
 "#;
 
-/// `ARGV[4..]`: id, then type, data, ts per event. Returns `{'notfound'}` or `{'ok', seq...}`.
+/// `ARGV[4..]`: per task, its id, the number of events n, then type, data and ts of each of
+/// the n events (n is at least 1). Returns per task the sequence ids of its events, or an empty
+/// list when the task does not exist.
 const APPEND_EVENTS: &str = r#"
-local id = ARGV[4]
-local t = k_task(id)
-if redis.call('EXISTS', t) == 0 then return {'notfound'} end
-local out = {'ok'}
-for i = 5, #ARGV, 3 do
-  table.insert(out, append_event(id, ARGV[i], ARGV[i + 1], ARGV[i + 2]))
+local out = {}
+local i = 4
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 1])
+  local t = k_task(id)
+  local seqs = {}
+  if redis.call('EXISTS', t) == 1 then
+    for j = 0, n - 1 do
+      local b = i + 2 + j * 3
+      table.insert(seqs, append_event(id, ARGV[b], ARGV[b + 1], ARGV[b + 2]))
+    end
+    local ttl = redis.call('PTTL', t)
+    if ttl > 0 then redis.call('PEXPIRE', k_events(id), ttl) end
+  end
+  table.insert(out, seqs)
+  i = i + 2 + n * 3
 end
-local ttl = redis.call('PTTL', t)
-if ttl > 0 then redis.call('PEXPIRE', k_events(id), ttl) end
 return out
 "#;
 
@@ -1026,7 +1212,17 @@ pub struct RedisBroker {
     /// Set when waiting ended because the count said work was waiting.
     promised: AtomicBool,
     /// Task id to queue name: never changes once a task exists.
-    queue_of: Mutex<HashMap<String, String>>,
+    queue_of: Arc<Mutex<HashMap<String, String>>>,
+    /// What batches need of this broker.
+    link: Link,
+    /// Concurrent leases of this host's idle slots, sent as one script call per queue.
+    leases: Combiner<LeaseRequest, Result<Option<Lease>, String>>,
+    /// Concurrent finishes, one script call per queue.
+    finishes: Combiner<FinishRequest, Result<Option<u64>, String>>,
+    /// Concurrent appends of events, one script call per queue.
+    appends: Combiner<AppendRequest, Result<Option<Vec<u64>>, String>>,
+    /// Concurrent looks at when work is due, one script call per queue.
+    peeks: Combiner<String, Result<Peek, String>>,
     /// Wakes local waiters when this host made work runnable.
     local_work: Notify,
     /// One blocking watcher per queue waited on.
@@ -1053,7 +1249,16 @@ impl RedisBroker {
             config.clone(),
             stop.clone(),
         ));
+        let queue_of = Arc::new(Mutex::new(HashMap::new()));
+        let link = Link {
+            conn: conn.clone(),
+            keys: Keys::new(&config.prefix),
+            config: Arc::new(config.clone()),
+            cluster,
+            queue_of: queue_of.clone(),
+        };
         Ok(RedisBroker {
+            link,
             conn,
             dialer,
             keys: Keys::new(&config.prefix),
@@ -1062,7 +1267,11 @@ impl RedisBroker {
             turn: AtomicU64::new(0),
             futile_wakes: AtomicU32::new(0),
             promised: AtomicBool::new(false),
-            queue_of: Mutex::new(HashMap::new()),
+            queue_of,
+            leases: Combiner::new(),
+            finishes: Combiner::new(),
+            appends: Combiner::new(),
+            peeks: Combiner::new(),
             local_work: Notify::new(),
             watchers: Mutex::new(HashMap::new()),
             stop,
@@ -1192,26 +1401,51 @@ impl RedisBroker {
     }
 
     fn remember(&self, id: &str, queue: &str) {
-        if let Ok(mut map) = self.queue_of.lock() {
-            if map.len() >= QUEUE_CACHE_LIMIT {
-                map.clear();
-            }
-            map.insert(id.to_owned(), queue.to_owned());
-        }
+        self.link().remember(id, queue);
+    }
+
+    /// What a batch of this broker needs, owned.
+    fn link(&self) -> Link {
+        self.link.clone()
     }
 
     /// Lets the id index of finished tasks expire with their records.
     async fn retire_ids(&self, ids: &[String]) {
+        let retention = duration_ms(self.config.retention);
         for id in ids {
             let result: redis::RedisResult<i64> = redis::cmd("PEXPIRE")
                 .arg(self.keys.index(id))
-                .arg(duration_ms(self.config.retention))
+                .arg(retention)
                 .query_async(&mut self.conn.clone())
                 .await;
             if let Err(error) = result {
                 tracing::warn!(task = %id, %error, "could not set the expiry of a finished task's id");
             }
         }
+    }
+
+    /// Claims task id `index` for `queue` (`SET NX`) and registers the queue; returns the queue
+    /// the id belongs to (an earlier submission's, when the id was taken).
+    async fn claim_id(&self, index: &str, mut queue: String) -> Result<String, BrokerError> {
+        let claimed: Option<String> =
+            redis::cmd("SET").arg(index).arg(&queue).arg("NX").query_async(&mut self.conn.clone()).await?;
+        if claimed.is_none() {
+            let existing: Option<String> =
+                redis::cmd("GET").arg(index).query_async(&mut self.conn.clone()).await?;
+            match existing {
+                Some(existing) => queue = existing,
+                None => {
+                    let _: Option<String> =
+                        redis::cmd("SET").arg(index).arg(&queue).query_async(&mut self.conn.clone()).await?;
+                }
+            }
+        }
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.keys.queues())
+            .arg(&queue)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(queue)
     }
 
     /// The known queues, sorted.
@@ -1244,8 +1478,13 @@ impl RedisBroker {
 
     /// Milliseconds until work in `queue` may be runnable: 0 for now, `None` for not known.
     async fn due_in(&self, queue: &str) -> Result<Option<u64>, BrokerError> {
-        let (queued, now, lease, delayed): (i64, i64, String, String) =
-            self.run(&SCRIPTS.peek, queue, Vec::new()).await?;
+        let link = self.link();
+        let (queued, now, lease, delayed) = self
+            .peeks
+            .call(queue.to_owned(), |queues| peek_batch(link.clone(), queues))
+            .await
+            .ok_or_else(abandoned)?
+            .map_err(BrokerError::Storage)?;
         if queued > 0 {
             return Ok(Some(0));
         }
@@ -1256,38 +1495,6 @@ impl RedisBroker {
             due = Some(due.map_or(at, |d| d.min(at)));
         }
         Ok(due.map(|at| u64::try_from(at - now).unwrap_or(0)))
-    }
-
-    /// Sends an undecodable leased task to the dead letters, with the reason.
-    async fn bury(&self, queue: &str, id: &str, attempt: &str, worker: &str, reason: String) {
-        let error = ErrorInfo { kind: "undecodable".to_owned(), message: reason };
-        let event = NewEvent::new(kind::RUN_FAILED, serde_json::json!({"status": "dead", "error": error}));
-        let data = event.data.to_string();
-        let result: Result<Value, BrokerError> = self
-            .run(
-                &SCRIPTS.finish,
-                queue,
-                args![
-                    id,
-                    attempt,
-                    worker,
-                    TaskStatus::Dead.as_str(),
-                    "\0",
-                    error.kind,
-                    error.message,
-                    "",
-                    event.event_type,
-                    data,
-                    event.ts,
-                ],
-            )
-            .await;
-        match result {
-            Ok(_) => {
-                tracing::warn!(task = %id, reason = %error.message, "undecodable task sent to the dead letters")
-            }
-            Err(e) => tracing::warn!(task = %id, error = %e, "could not bury an undecodable task"),
-        }
     }
 }
 
@@ -1310,6 +1517,396 @@ async fn invoke<T: FromRedisValue>(
         invocation.arg(arg.as_slice());
     }
     Ok(invocation.invoke_async(&mut conn.clone()).await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batching
+
+/// Most requests one batch carries.
+const MAX_BATCH: usize = 64;
+
+/// Coalesces concurrent calls of one kind into batches ("smart batching"): a call joins the
+/// requests waiting; whoever gets the turn sends every request waiting at that instant as one
+/// batch, and the callers of that batch get their answers without a turn of their own. One
+/// batch is in flight at a time, so under load batches grow by themselves, while a lone call
+/// goes at once. A batch runs in a task of its own: a caller that gives up does not lose the
+/// answers of the others.
+struct Combiner<Req, Resp> {
+    waiting: Mutex<Vec<(Req, oneshot::Sender<Resp>)>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Combiner<Req, Resp> {
+    fn new() -> Self {
+        Combiner { waiting: Mutex::new(Vec::new()), turn: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Sends `request` in a batch made by `send` (which answers each request of a batch, in
+    /// order). `None` when the batch carrying it did not complete.
+    async fn call<F, Fut>(&self, request: Req, send: F) -> Option<Resp>
+    where
+        F: Fn(Vec<Req>) -> Fut,
+        Fut: Future<Output = Vec<Resp>> + Send + 'static,
+    {
+        let (answer, mut answered) = oneshot::channel();
+        self.waiting.lock().ok()?.push((request, answer));
+        let _turn = self.turn.lock().await;
+        loop {
+            match answered.try_recv() {
+                Ok(response) => return Some(response),
+                Err(oneshot::error::TryRecvError::Closed) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<_> = {
+                let mut waiting = self.waiting.lock().ok()?;
+                let n = waiting.len().min(MAX_BATCH);
+                waiting.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return answered.await.ok();
+            }
+            let (requests, answers): (Vec<Req>, Vec<oneshot::Sender<Resp>>) = batch.into_iter().unzip();
+            let sent = send(requests);
+            let _ = tokio::spawn(async move {
+                for (answer, response) in answers.into_iter().zip(sent.await) {
+                    let _ = answer.send(response);
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// What a batch needs of the broker, owned, so that it can run in a task of its own.
+#[derive(Clone)]
+struct Link {
+    conn: Conn,
+    keys: Keys,
+    config: Arc<RedisConfig>,
+    cluster: bool,
+    queue_of: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Link {
+    async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        queue: &str,
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, BrokerError> {
+        invoke(&self.conn, &self.keys, &self.config, script, queue, args).await
+    }
+
+    fn remember(&self, id: &str, queue: &str) {
+        if let Ok(mut map) = self.queue_of.lock() {
+            if map.len() >= QUEUE_CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(id.to_owned(), queue.to_owned());
+        }
+    }
+
+    /// On a Cluster the id index lives on another node than the queue: its expiry is set here
+    /// (scripts on a standalone server set it themselves).
+    async fn retire_ids(&self, ids: &[String]) {
+        if !self.cluster || ids.is_empty() {
+            return;
+        }
+        let retention = duration_ms(self.config.retention);
+        let expiries = ids.iter().map(|id| {
+            let mut conn = self.conn.clone();
+            let key = self.keys.index(id);
+            async move {
+                let result: redis::RedisResult<i64> =
+                    redis::cmd("PEXPIRE").arg(&key).arg(retention).query_async(&mut conn).await;
+                if let Err(error) = result {
+                    tracing::warn!(%key, %error, "could not set the expiry of a finished task's id");
+                }
+            }
+        });
+        futures::future::join_all(expiries).await;
+    }
+
+    /// The prefix arguments by which scripts on a standalone server reach keys outside the
+    /// queue (empty on a Cluster).
+    fn standalone(&self, value: String) -> String {
+        if self.cluster { String::new() } else { value }
+    }
+}
+
+/// One idle slot asking for a task.
+struct LeaseRequest {
+    worker: String,
+    queues: Vec<String>,
+    lease_ms: Millis,
+    first_queue: usize,
+}
+
+/// Leases for a batch of idle slots: one script call per queue tried, each leasing up to one
+/// task per slot still without one.
+async fn lease_batch(link: Link, requests: Vec<LeaseRequest>) -> Vec<Result<Option<Lease>, String>> {
+    let mut answers: Vec<Option<Result<Option<Lease>, String>>> = requests.iter().map(|_| None).collect();
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        let same = |g: &(usize, Vec<usize>)| {
+            let other = &requests[g.0];
+            other.queues == request.queues && other.lease_ms == request.lease_ms
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(group) => group.1.push(i),
+            None => groups.push((i, vec![i])),
+        }
+    }
+    for (lead, mut unserved) in groups {
+        let LeaseRequest { queues, lease_ms, first_queue, .. } = &requests[lead];
+        for queue in queues.iter().cycle().skip(*first_queue).take(queues.len()) {
+            while !unserved.is_empty() {
+                let workers: Vec<&str> = unserved.iter().map(|&i| requests[i].worker.as_str()).collect();
+                match lease_from(&link, queue, *lease_ms, &workers).await {
+                    Ok(leases) => {
+                        // A slot whose record was undecodable (now dead) tries the queue again.
+                        let buried = leases.iter().any(Option::is_none);
+                        let mut still = Vec::new();
+                        let mut leases = leases.into_iter();
+                        for i in unserved.drain(..) {
+                            match leases.next().flatten() {
+                                Some(lease) => answers[i] = Some(Ok(Some(lease))),
+                                None => still.push(i),
+                            }
+                        }
+                        unserved = still;
+                        if !buried {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        for &i in &unserved {
+                            answers[i] = Some(Err(error.to_string()));
+                        }
+                        unserved.clear();
+                    }
+                }
+            }
+        }
+    }
+    answers.into_iter().map(|a| a.unwrap_or(Ok(None))).collect()
+}
+
+/// One lease script call on `queue` for `workers`: the n-th lease belongs to the n-th worker
+/// (`None` for a record that could not be decoded, now in the dead letters).
+async fn lease_from(
+    link: &Link,
+    queue: &str,
+    lease_ms: Millis,
+    workers: &[&str],
+) -> Result<Vec<Option<Lease>>, BrokerError> {
+    let reply: Vec<Value> = link
+        .run(
+            &SCRIPTS.lease,
+            queue,
+            args![
+                lease_ms,
+                link.standalone(link.keys.all_queues_prefix()),
+                link.standalone(link.keys.queues()),
+                link.standalone(link.keys.index_prefix()),
+                workers,
+            ],
+        )
+        .await?;
+    let mut reply = reply.into_iter();
+    let ended: Vec<String> =
+        reply.next().map(FromRedisValue::from_redis_value).transpose().ok().flatten().unwrap_or_default();
+    link.retire_ids(&ended).await;
+    let mut leases = Vec::new();
+    for (value, worker) in reply.zip(workers) {
+        let fields: HashMap<String, String> = FromRedisValue::from_redis_value(value)
+            .map_err(|e| BrokerError::Storage(format!("unexpected lease reply: {e}")))?;
+        match decode_task(&fields) {
+            Ok(task) => {
+                link.remember(&task.id, queue);
+                leases.push(Some(Lease { attempt: task.attempts, task, worker: (*worker).to_owned() }));
+            }
+            Err(error) => {
+                let id = fields.get("id").cloned().unwrap_or_default();
+                let attempt = fields.get("attempts").cloned().unwrap_or_default();
+                bury(link, queue, &id, &attempt, worker, format!("undecodable task record: {error}")).await;
+                leases.push(None);
+            }
+        }
+    }
+    Ok(leases)
+}
+
+/// Sends an undecodable leased task to the dead letters, with the reason.
+async fn bury(link: &Link, queue: &str, id: &str, attempt: &str, worker: &str, reason: String) {
+    let error = ErrorInfo { kind: "undecodable".to_owned(), message: reason };
+    let event = NewEvent::new(kind::RUN_FAILED, serde_json::json!({"status": "dead", "error": error}));
+    let request = FinishRequest {
+        queue: queue.to_owned(),
+        id: id.to_owned(),
+        attempt: attempt.to_owned(),
+        worker: worker.to_owned(),
+        status: TaskStatus::Dead,
+        result: None,
+        error: Some(error.clone()),
+        retry_at: None,
+        event_type: event.event_type,
+        data: event.data.to_string(),
+        ts: event.ts,
+    };
+    match finish_batch(link.clone(), vec![request]).await.pop() {
+        Some(Ok(_)) => {
+            tracing::warn!(task = %id, reason = %error.message, "undecodable task sent to the dead letters")
+        }
+        Some(Err(e)) => tracing::warn!(task = %id, error = %e, "could not bury an undecodable task"),
+        None => {}
+    }
+}
+
+/// One attempt's end, as the finish script takes it.
+struct FinishRequest {
+    queue: String,
+    id: String,
+    attempt: String,
+    worker: String,
+    status: TaskStatus,
+    result: Option<String>,
+    error: Option<ErrorInfo>,
+    retry_at: Option<Millis>,
+    event_type: String,
+    data: String,
+    ts: Millis,
+}
+
+/// Ends a batch of attempts: one script call per queue (the queues' calls at once). Each
+/// answer is the sequence id of the stored event, or `None` when the lease was lost.
+async fn finish_batch(link: Link, requests: Vec<FinishRequest>) -> Vec<Result<Option<u64>, String>> {
+    let mut by_queue: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        match by_queue.iter_mut().find(|(q, _)| *q == request.queue) {
+            Some((_, members)) => members.push(i),
+            None => by_queue.push((&request.queue, vec![i])),
+        }
+    }
+    let index_prefix = link.standalone(link.keys.index_prefix());
+    let calls = by_queue.iter().map(|(queue, members)| {
+        let mut args = args![index_prefix];
+        for &i in members {
+            let r = &requests[i];
+            args.extend(args![
+                r.id,
+                r.attempt,
+                r.worker,
+                r.status.as_str(),
+                r.result.as_deref().unwrap_or("\0"),
+                r.error.as_ref().map_or("", |e| e.kind.as_str()),
+                r.error.as_ref().map_or("", |e| e.message.as_str()),
+                r.retry_at.map(|t| t.to_string()).unwrap_or_default(),
+                r.event_type,
+                r.data,
+                r.ts,
+            ]);
+        }
+        let link = &link;
+        async move { link.run::<Vec<u64>>(&SCRIPTS.finish, queue, args).await }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut answers: Vec<Result<Option<u64>, String>> = requests.iter().map(|_| Ok(None)).collect();
+    let mut retired = Vec::new();
+    for ((_, members), reply) in by_queue.iter().zip(replies) {
+        match reply {
+            Ok(seqs) => {
+                for (&i, seq) in members.iter().zip(seqs) {
+                    let r = &requests[i];
+                    if seq > 0 && r.retry_at.is_none() && r.status != TaskStatus::Dead {
+                        retired.push(r.id.clone());
+                    }
+                    answers[i] = Ok((seq > 0).then_some(seq));
+                }
+            }
+            Err(error) => {
+                for &i in members {
+                    answers[i] = Err(error.to_string());
+                }
+            }
+        }
+    }
+    link.retire_ids(&retired).await;
+    answers
+}
+
+/// Events to append to one task.
+struct AppendRequest {
+    queue: String,
+    task_id: String,
+    events: Vec<(String, String, Millis)>,
+}
+
+/// Appends the events of a batch of tasks: one script call per queue. Each answer is the
+/// sequence ids given, or `None` when the task does not exist.
+async fn append_batch(link: Link, requests: Vec<AppendRequest>) -> Vec<Result<Option<Vec<u64>>, String>> {
+    let mut by_queue: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        match by_queue.iter_mut().find(|(q, _)| *q == request.queue) {
+            Some((_, members)) => members.push(i),
+            None => by_queue.push((&request.queue, vec![i])),
+        }
+    }
+    let calls = by_queue.iter().map(|(queue, members)| {
+        let mut args = Vec::new();
+        for &i in members {
+            let r = &requests[i];
+            args.extend(args![r.task_id, r.events.len()]);
+            for (event_type, data, ts) in &r.events {
+                args.extend(args![event_type, data, ts]);
+            }
+        }
+        let link = &link;
+        async move { link.run::<Vec<Vec<u64>>>(&SCRIPTS.append_events, queue, args).await }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut answers: Vec<Result<Option<Vec<u64>>, String>> = requests.iter().map(|_| Ok(None)).collect();
+    for ((_, members), reply) in by_queue.iter().zip(replies) {
+        match reply {
+            Ok(seqs) => {
+                for (&i, seqs) in members.iter().zip(seqs) {
+                    answers[i] = Ok((!seqs.is_empty()).then_some(seqs));
+                }
+            }
+            Err(error) => {
+                for &i in members {
+                    answers[i] = Err(error.to_string());
+                }
+            }
+        }
+    }
+    answers
+}
+
+/// What the peek script says of a queue: waiting tasks, the server's clock, the first lease
+/// deadline and the first start time.
+type Peek = (i64, i64, String, String);
+
+/// Peeks at each queue of a batch once.
+async fn peek_batch(link: Link, queues: Vec<String>) -> Vec<Result<Peek, String>> {
+    let mut distinct: Vec<&str> = queues.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let calls = distinct.iter().map(|queue| link.run::<Peek>(&SCRIPTS.peek, queue, Vec::new()));
+    let replies: Vec<Result<Peek, String>> =
+        futures::future::join_all(calls).await.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+    queues
+        .iter()
+        .map(|q| {
+            let at = distinct.binary_search(&q.as_str()).unwrap_or(0);
+            replies.get(at).cloned().unwrap_or_else(|| Err("no peek reply".to_owned()))
+        })
+        .collect()
+}
+
+/// A batch that did not complete, as the callers of [`Combiner::call`] see it.
+fn abandoned() -> BrokerError {
+    BrokerError::Storage("the batch carrying this call did not complete".to_owned())
 }
 
 /// What one [`RedisBroker::sweep`] did, over every queue.
@@ -1450,17 +2047,6 @@ fn last_stream_id(value: Value) -> Option<String> {
     streams.into_iter().flat_map(|(_, entries)| entries).map(|(id, _)| id).next_back()
 }
 
-/// The order in which one lease looks at the priorities: high first, except on weighted turns.
-fn priority_order(turn: u64) -> &'static str {
-    if turn % 32 == 31 {
-        "2,0,1"
-    } else if turn % 8 == 7 {
-        "1,0,2"
-    } else {
-        "0,1,2"
-    }
-}
-
 #[async_trait]
 impl Broker for RedisBroker {
     fn backend_name(&self) -> &'static str {
@@ -1470,59 +2056,98 @@ impl Broker for RedisBroker {
     async fn submit(&self, task: NewTask) -> Result<Submitted, BrokerError> {
         let index = self.keys.index(&task.id);
         let mut queue = task.queue.clone();
-        let claimed: Option<String> =
-            redis::cmd("SET").arg(&index).arg(&queue).arg("NX").query_async(&mut self.conn.clone()).await?;
-        if claimed.is_none() {
-            // The id is taken: the task lives in the queue its first submission named.
-            let existing: Option<String> =
-                redis::cmd("GET").arg(&index).query_async(&mut self.conn.clone()).await?;
-            match existing {
-                Some(existing) => queue = existing,
-                None => {
-                    let _: Option<String> =
-                        redis::cmd("SET").arg(&index).arg(&queue).query_async(&mut self.conn.clone()).await?;
-                }
-            }
+        // On a standalone server the script claims the id and registers the queue itself: one
+        // round trip. On a Cluster the id's index lives on another node: claimed first.
+        let mut claim_in_script = !self.cluster;
+        if self.cluster {
+            queue = self.claim_id(&index, queue).await?;
         }
-        let _: i64 = redis::cmd("SADD")
-            .arg(self.keys.queues())
-            .arg(&queue)
-            .query_async(&mut self.conn.clone())
-            .await?;
         let limits = serde_json::to_string(&task.limits)
             .map_err(|e| BrokerError::Storage(format!("cannot encode limits: {e}")))?;
         let files = serde_json::to_string(&task.files)
             .map_err(|e| BrokerError::Storage(format!("cannot encode files: {e}")))?;
-        let (outcome, fields): (String, HashMap<String, String>) = self
-            .run(
-                &SCRIPTS.submit,
-                &queue,
-                args![
-                    task.id,
-                    task.tenant,
-                    task.plugin,
-                    task.task_name,
-                    queue,
-                    task.input,
-                    task.priority.rank(),
-                    task.not_before.map(|t| t.to_string()).unwrap_or_default(),
-                    task.expires_at.map(|t| t.to_string()).unwrap_or_default(),
-                    task.max_retries,
-                    limits,
-                    files,
-                ],
-            )
-            .await?;
-        self.remember(&task.id, &queue);
-        let record = decode_task(&fields)?;
-        if outcome == "exists" {
-            if record.tenant != task.tenant {
-                return Err(BrokerError::Conflict(format!("task id {} is already taken", task.id)));
+        let reply = loop {
+            let (index_arg, queues_arg) =
+                if claim_in_script { (index.clone(), self.keys.queues()) } else { Default::default() };
+            let reply: Vec<Value> = self
+                .run(
+                    &SCRIPTS.submit,
+                    &queue,
+                    args![
+                        task.id,
+                        task.tenant,
+                        task.plugin,
+                        task.task_name,
+                        queue,
+                        task.input,
+                        task.priority.rank(),
+                        task.not_before.map(|t| t.to_string()).unwrap_or_default(),
+                        task.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+                        task.max_retries,
+                        limits,
+                        files,
+                        index_arg,
+                        queues_arg,
+                    ],
+                )
+                .await?;
+            let outcome = reply.first().cloned().map(String::from_redis_value).transpose().ok().flatten();
+            if outcome.as_deref() == Some("elsewhere") {
+                // The id is taken by a task of another queue: it lives there.
+                queue = reply
+                    .get(1)
+                    .cloned()
+                    .map(String::from_redis_value)
+                    .transpose()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        BrokerError::Storage("unexpected reply from the submit script".to_owned())
+                    })?;
+                claim_in_script = false;
+                continue;
             }
-            return Ok(Submitted { task: record, created: false });
+            break reply;
+        };
+        self.remember(&task.id, &queue);
+        let mut reply = reply.into_iter();
+        let outcome = reply.next().map(String::from_redis_value).transpose().ok().flatten();
+        let unexpected = || BrokerError::Storage("unexpected reply from the submit script".to_owned());
+        match outcome.as_deref() {
+            Some("exists") => {
+                let fields: HashMap<String, String> = reply
+                    .next()
+                    .map(FromRedisValue::from_redis_value)
+                    .transpose()
+                    .map_err(|e| BrokerError::Storage(format!("unexpected submit reply: {e}")))?
+                    .unwrap_or_default();
+                let record = decode_task(&fields)?;
+                if record.tenant != task.tenant {
+                    return Err(BrokerError::Conflict(format!("task id {} is already taken", task.id)));
+                }
+                Ok(Submitted { task: record, created: false })
+            }
+            Some("created") => {
+                let created_at: Millis = reply
+                    .next()
+                    .map(FromRedisValue::from_redis_value)
+                    .transpose()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(unexpected)?;
+                let status: String = reply
+                    .next()
+                    .map(FromRedisValue::from_redis_value)
+                    .transpose()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(unexpected)?;
+                let status = TaskStatus::parse(&status).ok_or_else(unexpected)?;
+                self.local_work.notify_waiters();
+                Ok(Submitted { task: new_record(task, queue, status, created_at), created: true })
+            }
+            _ => Err(unexpected()),
         }
-        self.local_work.notify_waiters();
-        Ok(Submitted { task: record, created: true })
     }
 
     async fn lease(
@@ -1535,82 +2160,49 @@ impl Broker for RedisBroker {
             return Ok(None);
         }
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let lease_ms = duration_ms(lease_for).min(MAX_LEASE_MS);
-        let first = usize::try_from(turn % queues.len() as u64).unwrap_or(0);
-        for queue in queues.iter().cycle().skip(first).take(queues.len()) {
-            loop {
-                let reply: Vec<Value> = self
-                    .run(
-                        &SCRIPTS.lease,
-                        queue,
-                        args![worker, lease_ms, priority_order(turn), turn % 1_000_000],
-                    )
-                    .await?;
-                let mut reply = reply.into_iter();
-                let outcome = reply.next().map(String::from_redis_value).transpose().ok().flatten();
-                match outcome.as_deref() {
-                    Some("leased") => {
-                        let fields: HashMap<String, String> = reply
-                            .next()
-                            .map(FromRedisValue::from_redis_value)
-                            .transpose()
-                            .map_err(|e| BrokerError::Storage(format!("unexpected lease reply: {e}")))?
-                            .unwrap_or_default();
-                        let ended: Vec<String> = reply
-                            .next()
-                            .map(FromRedisValue::from_redis_value)
-                            .transpose()
-                            .ok()
-                            .flatten()
-                            .unwrap_or_default();
-                        self.retire_ids(&ended).await;
-                        match decode_task(&fields) {
-                            Ok(task) => {
-                                self.remember(&task.id, queue);
-                                self.futile_wakes.store(0, Ordering::Relaxed);
-                                return Ok(Some(Lease {
-                                    attempt: task.attempts,
-                                    task,
-                                    worker: worker.to_owned(),
-                                }));
-                            }
-                            Err(error) => {
-                                let id = fields.get("id").cloned().unwrap_or_default();
-                                let attempt = fields.get("attempts").cloned().unwrap_or_default();
-                                self.bury(
-                                    queue,
-                                    &id,
-                                    &attempt,
-                                    worker,
-                                    format!("undecodable task record: {error}"),
-                                )
-                                .await;
-                            }
-                        }
-                    }
-                    Some("none") => {
-                        let ended: Vec<String> = reply
-                            .next()
-                            .map(FromRedisValue::from_redis_value)
-                            .transpose()
-                            .ok()
-                            .flatten()
-                            .unwrap_or_default();
-                        self.retire_ids(&ended).await;
-                        break;
-                    }
-                    _ => {
-                        return Err(BrokerError::Storage(
-                            "unexpected reply from the lease script".to_owned(),
-                        ));
-                    }
-                }
-            }
-        }
-        if self.promised.swap(false, Ordering::Relaxed) {
+        let request = LeaseRequest {
+            worker: worker.to_owned(),
+            queues: queues.to_vec(),
+            lease_ms: duration_ms(lease_for).min(MAX_LEASE_MS),
+            first_queue: usize::try_from(turn % queues.len() as u64).unwrap_or(0),
+        };
+        let link = self.link();
+        let leased = self
+            .leases
+            .call(request, |batch| lease_batch(link.clone(), batch))
+            .await
+            .ok_or_else(abandoned)?
+            .map_err(BrokerError::Storage)?;
+        if leased.is_some() {
+            self.futile_wakes.store(0, Ordering::Relaxed);
+        } else if self.promised.swap(false, Ordering::Relaxed) {
             self.futile_wakes.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(None)
+        Ok(leased)
+    }
+
+    async fn set_tenant_policies(
+        &self,
+        queues: &[String],
+        policies: &[TenantPolicy],
+    ) -> Result<(), BrokerError> {
+        for queue in queues {
+            let (weights, quotas) =
+                (self.keys.of_queue(queue, suffix::WEIGHTS), self.keys.of_queue(queue, suffix::QUOTAS));
+            // Both keys carry the queue's tag: one node, one transaction.
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(&weights).ignore().del(&quotas).ignore();
+            for policy in policies {
+                if policy.weight != 1 {
+                    pipe.hset(&weights, &policy.tenant, policy.weight).ignore();
+                }
+                if let Some(limit) = policy.concurrent_tasks {
+                    pipe.hset(&quotas, &policy.tenant, limit).ignore();
+                }
+            }
+            let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        }
+        Ok(())
     }
 
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) {
@@ -1691,31 +2283,29 @@ impl Broker for RedisBroker {
             }
             Finish::Retry { error, at } => (None, Some(error), Some(at)),
         };
-        let data = event.data.to_string();
-        let reply: Vec<Value> = self
-            .run(
-                &SCRIPTS.finish,
-                &lease.task.queue,
-                args![
-                    lease.task.id,
-                    lease.attempt,
-                    lease.worker,
-                    status.as_str(),
-                    result.as_deref().unwrap_or("\0"),
-                    error.as_ref().map_or("", |e| e.kind.as_str()),
-                    error.as_ref().map_or("", |e| e.message.as_str()),
-                    retry_at.map(|t| t.to_string()).unwrap_or_default(),
-                    event.event_type,
-                    data,
-                    event.ts,
-                ],
-            )
-            .await?;
-        let Some(seq) = ok_seq(&reply) else { return Ok(None) };
+        let request = FinishRequest {
+            queue: lease.task.queue.clone(),
+            id: lease.task.id.clone(),
+            attempt: lease.attempt.to_string(),
+            worker: lease.worker.clone(),
+            status,
+            result,
+            error,
+            retry_at,
+            event_type: event.event_type.clone(),
+            data: event.data.to_string(),
+            ts: event.ts,
+        };
+        let link = self.link();
+        let stored = self
+            .finishes
+            .call(request, |batch| finish_batch(link.clone(), batch))
+            .await
+            .ok_or_else(abandoned)?
+            .map_err(BrokerError::Storage)?;
+        let Some(seq) = stored else { return Ok(None) };
         if retry_at.is_some() {
             self.local_work.notify_waiters();
-        } else if status != TaskStatus::Dead {
-            self.retire_ids(std::slice::from_ref(&lease.task.id)).await;
         }
         Ok(Some(Event {
             task_id: lease.task.id.clone(),
@@ -1952,21 +2542,22 @@ impl Broker for RedisBroker {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = args![task_id];
-        for event in &events {
-            args.extend(args![event.event_type, event.data.to_string(), event.ts]);
+        let request = AppendRequest {
+            queue,
+            task_id: task_id.to_owned(),
+            events: events.iter().map(|e| (e.event_type.clone(), e.data.to_string(), e.ts)).collect(),
+        };
+        let link = self.link();
+        let seqs = self
+            .appends
+            .call(request, |batch| append_batch(link.clone(), batch))
+            .await
+            .ok_or_else(abandoned)?
+            .map_err(BrokerError::Storage)?
+            .ok_or_else(|| BrokerError::NotFound(task_id.to_owned()))?;
+        if seqs.len() != events.len() {
+            return Err(BrokerError::Storage("unexpected reply from the events script".to_owned()));
         }
-        let reply: Vec<Value> = self.run(&SCRIPTS.append_events, &queue, args).await?;
-        let mut reply = reply.into_iter();
-        match reply.next().map(String::from_redis_value).transpose().ok().flatten().as_deref() {
-            Some("ok") => {}
-            Some("notfound") => return Err(BrokerError::NotFound(task_id.to_owned())),
-            _ => return Err(BrokerError::Storage("unexpected reply from the events script".to_owned())),
-        }
-        let seqs: Vec<u64> = reply
-            .map(u64::from_redis_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| BrokerError::Storage(format!("unexpected events reply: {e}")))?;
         Ok(events
             .into_iter()
             .zip(seqs)
@@ -2116,13 +2707,32 @@ fn duration_ms(d: Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
-/// The sequence id in a `{'ok', seq}` reply.
-fn ok_seq(reply: &[Value]) -> Option<u64> {
-    let outcome = reply.first().cloned().map(String::from_redis_value)?.ok()?;
-    if outcome != "ok" {
-        return None;
+/// The record of a task just created from `task` (what its hash holds).
+fn new_record(task: NewTask, queue: String, status: TaskStatus, created_at: Millis) -> TaskRecord {
+    TaskRecord {
+        id: task.id,
+        tenant: task.tenant,
+        plugin: task.plugin,
+        task_name: task.task_name,
+        queue,
+        status,
+        priority: task.priority,
+        progress: 0.0,
+        message: String::new(),
+        input: task.input,
+        result: None,
+        error: None,
+        attempts: 0,
+        max_retries: task.max_retries,
+        limits: task.limits,
+        created_at,
+        started_at: None,
+        finished_at: None,
+        not_before: task.not_before,
+        expires_at: task.expires_at,
+        cancel_requested: false,
+        files: task.files,
     }
-    reply.get(1).cloned().map(u64::from_redis_value)?.ok()
 }
 
 /// A task record from its hash.
@@ -2219,15 +2829,6 @@ mod tests {
         assert!(error.contains("5.0.7") && error.contains("6.2"), "{error}");
         check_version("redis_version:6.2.0\r\n").unwrap();
         check_version("redis_version:7.0.15\r\ncluster_enabled:1\r\n").unwrap();
-    }
-
-    #[test]
-    fn lower_priorities_get_weighted_turns() {
-        let turns: Vec<&str> = (0..64).map(priority_order).collect();
-        assert_eq!(turns.iter().filter(|o| o.starts_with('0')).count(), 56);
-        assert_eq!(turns.iter().filter(|o| o.starts_with('1')).count(), 6);
-        assert_eq!(turns.iter().filter(|o| o.starts_with('2')).count(), 2);
-        assert!(turns[..7].iter().all(|o| *o == "0,1,2"), "the first turns are strict");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventHub, NewEvent, kind};
 use crate::plugin::PluginRegistry;
-use crate::queue::{Broker, ErrorInfo, Finish, HostInfo, Lease, LeaseState, now_ms};
+use crate::queue::{Broker, ErrorInfo, Finish, HostInfo, Lease, LeaseState, TenantPolicy, now_ms};
 use crate::sandbox::{Outcome, Report, Sandbox, TaskIdentity, TaskRun};
 
 /// Tunable timings of the worker, declared once.
@@ -54,8 +54,6 @@ pub struct WorkerSettings {
     pub stale_after: Duration,
     /// How often the host records its heartbeat (slots, running tasks, queues).
     pub heartbeat_interval: Duration,
-    /// Pause of a slot that handed back a task because its tenant was at its concurrency quota.
-    pub quota_backoff: Duration,
 }
 
 /// A host whose last heartbeat is older than this many heartbeat intervals is shown offline.
@@ -78,7 +76,6 @@ impl WorkerSettings {
             broker_retry_delay: Duration::from_millis(500),
             stale_after: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(5),
-            quota_backoff: Duration::from_millis(200),
         }
     }
 }
@@ -196,20 +193,43 @@ impl Worker {
         }
     }
 
-    /// Applies the tenants' quotas (`concurrent_tasks`) to what this worker runs.
+    /// Applies the tenants' weights and quotas (`weight`, `concurrent_tasks`) to what this
+    /// worker leases: [`Worker::run`] hands them to the broker, which enforces them in the lease
+    /// itself, across every host.
     pub fn with_tenants(mut self, tenants: Arc<crate::tenant::Tenants>) -> Self {
         self.tenants = tenants;
         self
     }
 
-    /// True when the tenant already runs as many tasks as its quota allows, fleet-wide (the
-    /// count comes from the broker and includes the task just leased). Two hosts leasing at the
-    /// same instant can overshoot by one task each; the next lease corrects it.
-    async fn over_concurrency_quota(&self, tenant: &str) -> bool {
-        let Some(limit) = self.tenants.config(tenant).and_then(|c| c.concurrent_tasks) else { return false };
-        match self.broker.queue_stats(Some(tenant)).await {
-            Ok(stats) => stats.iter().map(|q| q.running).sum::<u64>() > u64::from(limit),
-            Err(_) => false,
+    /// The tenants' weights and quotas, as the broker takes them.
+    fn tenant_policies(&self) -> Vec<TenantPolicy> {
+        self.tenants
+            .weights()
+            .into_iter()
+            .map(|(tenant, weight)| TenantPolicy {
+                concurrent_tasks: self.tenants.config(&tenant).and_then(|c| c.concurrent_tasks),
+                tenant,
+                weight,
+            })
+            .collect()
+    }
+
+    /// Hands the tenants' policies to the broker, retrying while it is unreachable (until
+    /// `shutdown`).
+    async fn set_tenant_policies(&self, shutdown: &CancellationToken) {
+        let policies = self.tenant_policies();
+        while !shutdown.is_cancelled() {
+            match self.broker.set_tenant_policies(&self.settings.queues, &policies).await {
+                Ok(()) => return,
+                Err(error) => {
+                    crate::telemetry::broker_error("set_tenant_policies");
+                    tracing::warn!(%error, "cannot store the tenants' weights and quotas; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.broker_retry_delay) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
         }
     }
 
@@ -221,6 +241,8 @@ impl Worker {
     /// Runs the slots until `shutdown`; then drains: running tasks get `grace` to finish, the
     /// rest are stopped and released. Returns when every slot has stopped.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken, grace: Duration) {
+        // Before any slot leases: the quotas hold from the first task.
+        self.set_tenant_policies(&shutdown).await;
         let hard_stop = CancellationToken::new();
         let mut slots = tokio::task::JoinSet::new();
         for slot in 0..self.settings.concurrency {
@@ -305,14 +327,6 @@ impl Worker {
             self.finish(&lease, Finish::Dead(error), event).await;
             return;
         };
-        if self.over_concurrency_quota(&task.tenant).await {
-            // Hand it back untouched and let other tenants' tasks go first for a moment.
-            if let Err(error) = self.broker.release(&lease).await {
-                tracing::warn!(task = %task.id, %error, "release failed; the lease will lapse instead");
-            }
-            tokio::time::sleep(self.settings.quota_backoff).await;
-            return;
-        }
         let started = Instant::now();
         // The task's files, copied out of the file area into a read-only folder for this attempt.
         let inputs = match self.materialize_inputs(task).await {

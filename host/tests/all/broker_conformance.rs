@@ -15,7 +15,7 @@ use serde_json::json;
 use taskhost::events::{NewEvent, kind};
 use taskhost::queue::{
     Broker, BrokerError, CancelResult, ErrorInfo, Finish, Lease, LeaseState, NewTask, Priority, TaskFilter,
-    TaskStatus, now_ms,
+    TaskStatus, TenantPolicy, now_ms,
 };
 use taskhost::sandbox::LimitsRequest;
 
@@ -25,6 +25,12 @@ pub trait Backend: Send + Sync {
     /// Opens a broker on this backend's storage. Opened again after the previous broker was
     /// dropped, it must see everything the previous one stored, as a restarted host does.
     async fn open(&self) -> Arc<dyn Broker>;
+
+    /// A second host's broker beside `first`, on the same storage. A backend that serves one
+    /// host (the embedded one) returns `first`: its hosts are its worker slots.
+    async fn another_host(&self, first: &Arc<dyn Broker>) -> Arc<dyn Broker> {
+        first.clone()
+    }
 }
 
 /// Writes one test per conformance check for the backend that `$backend` (an expression, evaluated
@@ -56,6 +62,8 @@ macro_rules! broker_conformance {
         );
         $crate::broker_conformance!(@backend $backend;
             a_task_running_when_its_host_stops_runs_again_as_the_next_attempt,
+            competing_tenants_share_the_leases_in_proportion_to_their_weights,
+            a_tenants_quota_holds_across_hosts_leasing_at_once,
         );
     };
     (@broker $backend:expr; $($check:ident),* $(,)?) => {
@@ -776,4 +784,71 @@ pub async fn a_tenants_backlog_does_not_hold_back_another_tenants_first_task(bro
         second.task.id, "quiet-0",
         "the quiet tenant's only task comes before the busy tenant's second"
     );
+}
+
+fn policy(tenant: &str, weight: u32, concurrent_tasks: Option<u32>) -> TenantPolicy {
+    TenantPolicy { tenant: tenant.to_owned(), weight, concurrent_tasks }
+}
+
+pub async fn competing_tenants_share_the_leases_in_proportion_to_their_weights(backend: &dyn Backend) {
+    let host_a = backend.open().await;
+    let host_b = backend.another_host(&host_a).await;
+    let policies = [policy("heavy", 3, None), policy("light", 1, None)];
+    host_a.set_tenant_policies(&queues(), &policies).await.expect("set the policies");
+    for i in 0..12 {
+        submit(&host_a, NewTask { tenant: "heavy".into(), ..new_task(&format!("heavy-{i}")) }).await;
+        submit(&host_b, NewTask { tenant: "light".into(), ..new_task(&format!("light-{i}")) }).await;
+    }
+    // Both tenants keep a backlog; the hosts lease in turn and hold every task.
+    let mut leased: HashMap<String, usize> = HashMap::new();
+    for n in 0..12 {
+        let host = if n % 2 == 0 { &host_a } else { &host_b };
+        let lease = lease_now(host, &format!("w{n}")).await.expect("a task");
+        *leased.entry(lease.task.tenant).or_default() += 1;
+    }
+    assert_eq!(
+        (leased.get("heavy").copied(), leased.get("light").copied()),
+        (Some(9), Some(3)),
+        "weights 3 and 1 share 12 leases 9 to 3"
+    );
+}
+
+pub async fn a_tenants_quota_holds_across_hosts_leasing_at_once(backend: &dyn Backend) {
+    let host_a = backend.open().await;
+    let host_b = backend.another_host(&host_a).await;
+    host_a.set_tenant_policies(&queues(), &[policy("capped", 1, Some(2))]).await.expect("set the policies");
+    for i in 0..6 {
+        submit(&host_a, NewTask { tenant: "capped".into(), ..new_task(&format!("capped-{i}")) }).await;
+    }
+    for i in 0..2 {
+        submit(&host_b, NewTask { tenant: "free".into(), ..new_task(&format!("free-{i}")) }).await;
+    }
+    // Eight slots on two hosts lease at the same time until nothing is runnable.
+    let mut slots = tokio::task::JoinSet::new();
+    for slot in 0..8 {
+        let host = if slot % 2 == 0 { host_a.clone() } else { host_b.clone() };
+        slots.spawn(async move {
+            let mut leases = Vec::new();
+            while let Some(lease) = lease_now(&host, &format!("host{}/{slot}", slot % 2)).await {
+                leases.push(lease);
+            }
+            leases
+        });
+    }
+    let mut leases = Vec::new();
+    while let Some(held) = slots.join_next().await {
+        leases.extend(held.expect("a slot"));
+    }
+    let of = |tenant: &str, leases: &[Lease]| leases.iter().filter(|l| l.task.tenant == tenant).count();
+    assert_eq!(of("capped", &leases), 2, "the quota of 2 was overshot or not used");
+    assert_eq!(of("free", &leases), 2, "the other tenant's tasks waited behind the capped ones");
+    let stats = host_b.queue_stats(Some("capped")).await.expect("stats");
+    assert_eq!((stats[0].running, stats[0].pending), (2, 4));
+
+    // One capped task ends: exactly one more may start, on either host.
+    let done = leases.iter().find(|l| l.task.tenant == "capped").expect("a capped lease");
+    host_a.finish(done, succeeded("1"), event(kind::RUN_COMPLETED)).await.expect("finish").expect("held");
+    let next = lease_within(&host_b, "host1/9", LONG_LEASE, DEADLINE).await.expect("the next capped task");
+    assert_eq!(next.task.tenant, "capped");
+    assert!(lease_now(&host_a, "host0/9").await.is_none(), "the quota is full again but a task started");
 }

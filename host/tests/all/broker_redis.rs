@@ -36,6 +36,10 @@ impl Backend for Standalone {
     async fn open(&self) -> Arc<dyn Broker> {
         broker_on(&self.server.url(), &self.prefix).await
     }
+
+    async fn another_host(&self, _first: &Arc<dyn Broker>) -> Arc<dyn Broker> {
+        self.open().await
+    }
 }
 
 fn standalone() -> Standalone {
@@ -54,6 +58,10 @@ impl Backend for Cluster {
         let broker = broker_on(&url, &self.prefix).await;
         assert!(broker.is_cluster(), "the cluster was taken for a standalone server");
         broker
+    }
+
+    async fn another_host(&self, _first: &Arc<dyn Broker>) -> Arc<dyn Broker> {
+        self.open().await
     }
 }
 
