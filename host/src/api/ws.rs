@@ -1,5 +1,8 @@
-//! WebSocket streams. All of them feed from the host's one [`crate::events::EventHub`]
-//! subscription; no watcher holds a connection to the store of its own.
+//! WebSocket streams. All of them feed from the host's one [`crate::events::EventHub`]: a task's
+//! watchers share the task's channel and its rendered messages, the others share the host-wide
+//! channel; no watcher holds a connection to the store of its own. They run on their own runtime
+//! ([`fanout_runtime`]) so that fanning an event out to thousands of watchers never queues the REST
+//! API behind it.
 //!
 //! - `WS /ws/tasks/{id}?since=SEQ`: a task's history, then its live events, joined by sequence id,
 //!   closed after the terminal event. Messages: `{"type":"event","task_id","seq","event_type",
@@ -15,21 +18,26 @@
 //!
 //! A slow watcher never slows others: each has its own bounded view of the broadcast; one that
 //! falls too far behind, or does not take a message within [`SEND_TIMEOUT`], is closed with code
-//! [`CLOSE_LAGGED`] and a reason naming where to resume (`/ws/tasks` resumes exactly from the
-//! store instead). Pings every [`PING_INTERVAL`] keep idle connections alive through proxies.
+//! [`CLOSE_LAGGED`] and a reason naming where to resume (`/ws/tasks` catches up from the store
+//! when its view of the broadcast overflows, and is closed only when it does not read). Events
+//! that are ready together go out in one write ([`BATCH_BYTES`]). Pings every [`PING_INTERVAL`]
+//! keep idle connections alive through proxies.
 
+use std::sync::OnceLock;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
+use futures::SinkExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Caller;
 use super::tasks::rfc3339;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
-use crate::events::{Event, kind};
+use crate::events::{Event, LiveEvent, TaskFollower, kind};
 
 /// Between two pings on an idle connection.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -38,6 +46,9 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer per connection. Watchers send almost nothing, and tungstenite's default (128 KiB,
 /// zero-filled, so resident) made an idle watcher cost 132 KiB; 4 KiB brings it to about 9 KiB.
 pub const READ_BUFFER: usize = 4 << 10;
+/// Most bytes of events sent in one write: a burst of a task's events goes out together (one
+/// syscall, not one per event), and the send buffer a watcher keeps stays small.
+pub const BATCH_BYTES: usize = 8 << 10;
 /// Close code for a watcher that fell behind: reconnect and resume.
 pub const CLOSE_LAGGED: u16 = 4008;
 /// Least time between two `queue_status` messages caused by changes.
@@ -77,7 +88,9 @@ pub async fn task_stream(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
     let since = q.since.unwrap_or(0);
-    Ok(upgrade.read_buffer_size(READ_BUFFER).on_upgrade(move |socket| stream_task(state, id, since, socket)))
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| on_fanout_runtime(stream_task(state, id, since, socket))))
 }
 
 async fn stream_task(state: AppState, id: String, since: u64, socket: WebSocket) {
@@ -94,20 +107,20 @@ async fn stream_task_inner(state: AppState, id: String, since: u64, mut socket: 
         tokio::select! {
             next = follower.next() => match next {
                 Ok(Some(event)) => {
-                    if !send_json(&mut socket, &event_json(&event)).await {
+                    if !send_events(&mut socket, &mut follower, &event).await {
                         let reason = format!("too slow; resume with since={}", follower.last_seq());
                         close(&mut socket, CLOSE_LAGGED, reason).await;
                         return;
                     }
                 }
                 Ok(None) => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "task finished".into() }))).await;
+                    close(&mut socket, close_code::NORMAL, "task finished".to_owned()).await;
                     return;
                 }
                 Err(error) => {
                     tracing::warn!(task = %id, %error, "event stream failed");
                     let reason = format!("store unavailable; resume with since={}", follower.last_seq());
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: close_code::AGAIN, reason: reason.into() }))).await;
+                    close(&mut socket, close_code::AGAIN, reason).await;
                     return;
                 }
             },
@@ -116,7 +129,7 @@ async fn stream_task_inner(state: AppState, id: String, since: u64, mut socket: 
                 Some(Ok(_)) => {} // pings are answered by axum; other messages are ignored
             },
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if !within_send_timeout(socket.send(Message::Ping(Vec::new().into()))).await {
                     return;
                 }
             }
@@ -124,15 +137,69 @@ async fn stream_task_inner(state: AppState, id: String, since: u64, mut socket: 
     }
 }
 
+/// Sends `first` and whatever else the follower has ready (up to [`BATCH_BYTES`]) in one write;
+/// false when the client is gone or too slow to take them.
+async fn send_events(socket: &mut WebSocket, follower: &mut TaskFollower, first: &LiveEvent) -> bool {
+    let sending = async {
+        let text = first.wire_text(|e| event_json(e).to_string());
+        let mut queued = text.len();
+        socket.feed(Message::Text(text)).await?;
+        while queued < BATCH_BYTES {
+            let Some(event) = follower.next_ready() else { break };
+            let text = event.wire_text(|e| event_json(e).to_string());
+            queued += text.len();
+            socket.feed(Message::Text(text)).await?;
+        }
+        socket.flush().await
+    };
+    within_send_timeout(sending).await
+}
+
 /// Sends one JSON message; false when the client is gone or too slow to take it.
 async fn send_json(socket: &mut WebSocket, value: &Value) -> bool {
-    let message = Message::Text(value.to_string().into());
-    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
+    within_send_timeout(socket.send(Message::Text(value.to_string().into()))).await
+}
+
+/// Runs a send: true when it completed within [`SEND_TIMEOUT`].
+async fn within_send_timeout(sending: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    let mut sending = std::pin::pin!(sending);
+    // A client that keeps up takes the message at once: no timer for it.
+    if let Poll::Ready(sent) = futures::poll!(sending.as_mut()) {
+        return sent.is_ok();
+    }
+    matches!(tokio::time::timeout(SEND_TIMEOUT, sending).await, Ok(Ok(())))
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: String) {
     let frame = CloseFrame { code, reason: reason.into() };
-    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+    within_send_timeout(socket.send(Message::Close(Some(frame)))).await;
+}
+
+/// Runs a WebSocket stream on the fan-out runtime ([`fanout_runtime`]).
+async fn on_fanout_runtime(stream: impl Future<Output = ()> + Send + 'static) {
+    fanout_runtime().spawn(stream);
+}
+
+/// The runtime every WebSocket stream runs on, apart from the one that serves REST, stores events
+/// and runs tasks. An event of a task with 10,000 watchers wakes 10,000 streams, each with a send
+/// to make: on one runtime, a REST request (or the wake-up of a store call) arriving meanwhile
+/// would wait behind all of them; on its own threads it is served in between, by the kernel's
+/// scheduler. Its sockets stay registered with the main runtime's I/O driver, which wakes them
+/// only when a client sends something or a full send buffer drains.
+fn fanout_runtime() -> &'static tokio::runtime::Handle {
+    static FANOUT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    FANOUT
+        .get_or_init(|| {
+            let threads = std::thread::available_parallelism().map_or(2, usize::from);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("ws-fanout")
+                .enable_all()
+                .build()
+                // Threads or the timer not starting at all leaves nothing to serve streams with.
+                .expect("cannot start the WebSocket fan-out runtime")
+        })
+        .handle()
 }
 
 /// What a stream needs to know of a task to filter and label its events.
@@ -186,49 +253,58 @@ pub async fn events_stream(
     ApiQuery(q): ApiQuery<EventsStreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.read_buffer_size(READ_BUFFER).on_upgrade(move |mut socket| async move {
-        crate::telemetry::watchers(1.0);
-        let mut live = state.hub.subscribe();
-        let mut meta = MetaCache::new();
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.tick().await;
-        loop {
-            tokio::select! {
-                received = live.recv() => match received {
-                    Ok(event) => {
-                        if q.event_type.as_deref().is_some_and(|t| t != event.event_type) {
-                            continue;
-                        }
-                        let Some(task) = meta.get(&state, &event.task_id).await else { continue };
-                        if tenant.scope().is_some_and(|t| t != task.tenant) || q.plugin.as_deref().is_some_and(|p| p != task.plugin) {
-                            continue;
-                        }
-                        let mut message = event_json(&event);
-                        message["plugin"] = json!(task.plugin);
-                        if !send_json(&mut socket, &message).await {
-                            break;
-                        }
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| on_fanout_runtime(events_stream_inner(state, tenant, q, socket)))
+}
+
+async fn events_stream_inner(
+    state: AppState,
+    tenant: crate::tenant::Tenant,
+    q: EventsStreamQuery,
+    mut socket: WebSocket,
+) {
+    crate::telemetry::watchers(1.0);
+    let mut live = state.hub.subscribe();
+    let mut meta = MetaCache::new();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            received = live.recv() => match received {
+                Ok(event) => {
+                    if q.event_type.as_deref().is_some_and(|t| t != event.event_type) {
+                        continue;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        let reason = format!("fell {missed} events behind; reconnect, and read missed events per task with /api/v1/tasks/{{id}}/events?since=");
-                        close(&mut socket, CLOSE_LAGGED, reason).await;
-                        break;
+                    let Some(task) = meta.get(&state, &event.task_id).await else { continue };
+                    if tenant.scope().is_some_and(|t| t != task.tenant) || q.plugin.as_deref().is_some_and(|p| p != task.plugin) {
+                        continue;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
-                incoming = socket.recv() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(_)) => {}
-                },
-                _ = ping.tick() => {
-                    if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    let mut message = event_json(&event);
+                    message["plugin"] = json!(task.plugin);
+                    if !send_json(&mut socket, &message).await {
                         break;
                     }
                 }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    let reason = format!("fell {missed} events behind; reconnect, and read missed events per task with /api/v1/tasks/{{id}}/events?since=");
+                    close(&mut socket, CLOSE_LAGGED, reason).await;
+                    break;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if !within_send_timeout(socket.send(Message::Ping(Vec::new().into()))).await {
+                    break;
+                }
             }
         }
-        crate::telemetry::watchers(-1.0);
-    })
+    }
+    crate::telemetry::watchers(-1.0);
 }
 
 /// `WS /ws/queue`.
@@ -237,67 +313,71 @@ pub async fn queue_stream(
     Caller(tenant): Caller,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.read_buffer_size(READ_BUFFER).on_upgrade(move |mut socket| async move {
-        crate::telemetry::watchers(1.0);
-        let mut live = state.hub.subscribe();
-        let mut meta = MetaCache::new();
-        let mut refresh = tokio::time::interval(QUEUE_STATUS_REFRESH);
-        let mut dirty = true;
-        let mut last_status: Option<tokio::time::Instant> = None;
-        loop {
-            let status_due = last_status.map_or(tokio::time::Instant::now(), |t| t + QUEUE_STATUS_MIN_INTERVAL);
-            tokio::select! {
-                _ = tokio::time::sleep_until(status_due), if dirty => {
-                    dirty = false;
-                    last_status = Some(tokio::time::Instant::now());
-                    let Some(status) = queue_status(&state, &tenant).await else { continue };
-                    if !send_json(&mut socket, &status).await {
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| on_fanout_runtime(queue_stream_inner(state, tenant, socket)))
+}
+
+async fn queue_stream_inner(state: AppState, tenant: crate::tenant::Tenant, mut socket: WebSocket) {
+    crate::telemetry::watchers(1.0);
+    let mut live = state.hub.subscribe();
+    let mut meta = MetaCache::new();
+    let mut refresh = tokio::time::interval(QUEUE_STATUS_REFRESH);
+    let mut dirty = true;
+    let mut last_status: Option<tokio::time::Instant> = None;
+    loop {
+        let status_due = last_status.map_or(tokio::time::Instant::now(), |t| t + QUEUE_STATUS_MIN_INTERVAL);
+        tokio::select! {
+            _ = tokio::time::sleep_until(status_due), if dirty => {
+                dirty = false;
+                last_status = Some(tokio::time::Instant::now());
+                let Some(status) = queue_status(&state, &tenant).await else { continue };
+                if !send_json(&mut socket, &status).await {
+                    break;
+                }
+            }
+            _ = refresh.tick() => dirty = true,
+            received = live.recv() => match received {
+                Ok(event) => {
+                    let status = match event.event_type.as_str() {
+                        kind::RUN_STARTED => "running",
+                        kind::PROGRESS_UPDATE => "running",
+                        kind::RUN_COMPLETED | kind::RUN_FAILED | kind::RUN_CANCELLED | kind::RUN_RETRYING => {
+                            event.data.get("status").and_then(Value::as_str).unwrap_or("finished")
+                        }
+                        _ => continue,
+                    };
+                    let Some(task) = meta.get(&state, &event.task_id).await else { continue };
+                    if tenant.scope().is_some_and(|t| t != task.tenant) {
+                        continue;
+                    }
+                    if event.event_type != kind::PROGRESS_UPDATE {
+                        dirty = true;
+                    }
+                    let message = json!({
+                        "type": "task_status",
+                        "task_id": event.task_id,
+                        "task_name": task.task_name,
+                        "plugin": task.plugin,
+                        "status": status,
+                        "progress": event.data.get("percent"),
+                        "message": event.data.get("message").or_else(|| event.data.pointer("/error/message")),
+                        "ts": rfc3339(event.ts),
+                    });
+                    if !send_json(&mut socket, &message).await {
                         break;
                     }
                 }
-                _ = refresh.tick() => dirty = true,
-                received = live.recv() => match received {
-                    Ok(event) => {
-                        let status = match event.event_type.as_str() {
-                            kind::RUN_STARTED => "running",
-                            kind::PROGRESS_UPDATE => "running",
-                            kind::RUN_COMPLETED | kind::RUN_FAILED | kind::RUN_CANCELLED | kind::RUN_RETRYING => {
-                                event.data.get("status").and_then(Value::as_str).unwrap_or("finished")
-                            }
-                            _ => continue,
-                        };
-                        let Some(task) = meta.get(&state, &event.task_id).await else { continue };
-                        if tenant.scope().is_some_and(|t| t != task.tenant) {
-                            continue;
-                        }
-                        if event.event_type != kind::PROGRESS_UPDATE {
-                            dirty = true;
-                        }
-                        let message = json!({
-                            "type": "task_status",
-                            "task_id": event.task_id,
-                            "task_name": task.task_name,
-                            "plugin": task.plugin,
-                            "status": status,
-                            "progress": event.data.get("percent"),
-                            "message": event.data.get("message").or_else(|| event.data.pointer("/error/message")),
-                            "ts": rfc3339(event.ts),
-                        });
-                        if !send_json(&mut socket, &message).await {
-                            break;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => dirty = true,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
-                incoming = socket.recv() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(_)) => {}
-                },
-            }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => dirty = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
         }
-        crate::telemetry::watchers(-1.0);
-    })
+    }
+    crate::telemetry::watchers(-1.0);
 }
 
 async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Option<Value> {

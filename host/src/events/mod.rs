@@ -2,19 +2,38 @@
 //!
 //! Every event has a per-task sequence id assigned by the store (1, 2, 3, ...), a time, a type
 //! and JSON data. Storage belongs to the broker backend ([`crate::queue::Broker::append_events`]);
-//! this room owns the event model and the in-process fan-out: one [`EventHub`] per host publishes
-//! every stored event on a broadcast channel that all WebSocket watchers share, so that watchers
-//! never each hold a connection to the store.
+//! this room owns the event model and the in-process fan-out, so that watchers never each hold a
+//! connection to the store. One [`EventHub`] per host publishes every event stored through it
+//! twice:
 //!
-//! Watchers join history and live events by sequence id ([`EventHub::follow`]): subscribe first,
-//! then read the history, then skip live events already seen and fill any gap (a lagging
-//! subscription, an event stored by another host) from the store. No gap, no duplicate.
+//! - on one host-wide channel ([`EventHub::subscribe`]), for the few consumers that want every
+//!   task (the Celery result writer, `/ws/events`, `/ws/queue`);
+//! - on the task's own channel, which exists only while somebody follows the task
+//!   ([`EventHub::follow`]): created by the first follower, dropped with the last. A watcher is
+//!   woken only by its own task's events, once per stored batch, and every event carries its wire
+//!   text rendered once for all watchers ([`LiveEvent::wire_text`]).
+//!
+//! Followers join history and live events by sequence id: subscribe to the task's channel first,
+//! then read the history from the store, then skip live events already seen and fill any gap (a
+//! lagging subscription, events published out of order) from the store. No gap, no duplicate.
+//!
+//! Some events never pass through this hub: those stored by another host sharing the broker, and
+//! the few the broker writes itself (a queued task expiring, a lapsed lease sent to the dead
+//! letters). For those, each followed task has one poller per host, not one per watcher: after
+//! [`RESYNC_AFTER_QUIET`] without an event on the task's channel it reads the store once after the
+//! newest sequence id the host knows and publishes what it finds. A task streaming through this
+//! host is never polled; an idle watcher costs a parked task and its ping timer.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::queue::{Broker, BrokerError, Millis, now_ms};
 
@@ -98,22 +117,83 @@ impl Event {
     }
 }
 
-/// Capacity of the in-process broadcast channel. A watcher further behind than this is told it
-/// lagged and catches up from the store.
+/// Capacity of the host-wide channel, in events. A subscriber further behind than this is told
+/// it lagged.
 const FANOUT_CAPACITY: usize = 4096;
+
+/// Capacity of a task's channel, in stored batches (one per [`EventHub::append`]). A follower
+/// further behind than this catches up from the store. Its slots are allocated when the first
+/// follower arrives, about 40 bytes each.
+const TASK_CHANNEL_CAPACITY: usize = 128;
+
+/// A task's channel that heard nothing for this long has its store read once, for events that
+/// did not pass through this hub.
+pub const RESYNC_AFTER_QUIET: Duration = Duration::from_secs(2);
+
+/// How many stored events one read fetches.
+const HISTORY_PAGE: usize = 500;
+
+/// An event as fanned out to the followers of its task: shared by all of them, with its
+/// WebSocket text rendered by the first that sends it.
+#[derive(Debug)]
+pub struct LiveEvent {
+    event: Arc<Event>,
+    wire: OnceLock<Utf8Bytes>,
+}
+
+impl LiveEvent {
+    fn new(event: Arc<Event>) -> Self {
+        LiveEvent { event, wire: OnceLock::new() }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The event as a WebSocket text message: `render` runs once, for the first caller; every
+    /// other caller (every other watcher of the task) gets the same bytes without a copy.
+    pub fn wire_text(&self, render: impl FnOnce(&Event) -> String) -> Utf8Bytes {
+        self.wire.get_or_init(|| Utf8Bytes::from(render(&self.event))).clone()
+    }
+}
+
+impl std::ops::Deref for LiveEvent {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
+    }
+}
+
+/// What a task's channel carries: the events of one store write, in sequence order.
+type Batch = Arc<[Arc<LiveEvent>]>;
 
 /// Stores events through the broker and fans them out in-process.
 #[derive(Clone)]
 pub struct EventHub {
+    shared: Arc<HubShared>,
+}
+
+struct HubShared {
     broker: Arc<dyn Broker>,
-    live: broadcast::Sender<Arc<Event>>,
+    all: broadcast::Sender<Arc<Event>>,
+    /// The channels of followed tasks. An entry lives as long as a follower holds its channel.
+    tasks: Mutex<HashMap<String, Weak<TaskChannel>>>,
+}
+
+impl HubShared {
+    fn tasks(&self) -> MutexGuard<'_, HashMap<String, Weak<TaskChannel>>> {
+        // The map stays consistent even if a holder panicked: every change is one insert or remove.
+        self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl EventHub {
     /// A hub over `broker`'s event storage.
     pub fn new(broker: Arc<dyn Broker>) -> Self {
-        let (live, _) = broadcast::channel(FANOUT_CAPACITY);
-        EventHub { broker, live }
+        let (all, _) = broadcast::channel(FANOUT_CAPACITY);
+        EventHub { shared: Arc::new(HubShared { broker, all, tasks: Mutex::new(HashMap::new()) }) }
     }
 
     /// Stores events for `task_id` and publishes them.
@@ -121,58 +201,160 @@ impl EventHub {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let stored = self.broker.append_events(task_id, events).await?;
-        for event in &stored {
-            self.publish(event.clone());
-        }
+        let stored = self.shared.broker.append_events(task_id, events).await?;
+        self.publish_batch(task_id, stored.iter().cloned().map(Arc::new).collect());
         Ok(stored)
     }
 
     /// Publishes an event that is already stored (e.g. the terminal event written by
     /// [`crate::queue::Broker::finish`]).
     pub fn publish(&self, event: Event) {
-        // No receivers is normal: nobody is watching.
-        let _ = self.live.send(Arc::new(event));
+        let task_id = event.task_id.clone();
+        self.publish_batch(&task_id, vec![Arc::new(event)]);
     }
 
-    /// A subscription to every event published on this host from now on.
+    /// Publishes stored events of one task, in order: one message on the task's channel (if it is
+    /// followed), one per event on the host-wide channel.
+    fn publish_batch(&self, task_id: &str, events: Vec<Arc<Event>>) {
+        if let Some(channel) = self.channel_if_followed(task_id) {
+            channel.publish(events.iter().cloned().map(|e| Arc::new(LiveEvent::new(e))).collect());
+        }
+        for event in events {
+            // No receivers is normal: nobody is watching.
+            let _ = self.shared.all.send(event);
+        }
+    }
+
+    /// A subscription to every event published on this host from now on, of every task.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.live.subscribe()
+        self.shared.all.subscribe()
     }
 
     /// Events of `task_id` after `since`, from the store.
     pub async fn history(&self, task_id: &str, since: u64, limit: usize) -> Result<Vec<Event>, BrokerError> {
-        self.broker.events_since(task_id, since, limit).await
+        self.shared.broker.events_since(task_id, since, limit).await
     }
 
     /// Follows one task: its history after `since`, then live events, in sequence order without
-    /// gaps or duplicates, ending after the terminal event.
+    /// gaps or duplicates, ending after the terminal event. Call within a Tokio runtime: the first
+    /// follower of a task starts the task's poller there.
     pub fn follow(&self, task_id: &str, since: u64) -> TaskFollower {
+        let channel = self.channel(task_id);
+        let live = channel.live.subscribe();
         TaskFollower {
             hub: self.clone(),
-            task_id: task_id.to_owned(),
-            live: self.subscribe(),
+            channel,
+            live,
             last_seq: since,
-            buffered: std::collections::VecDeque::new(),
+            ready: VecDeque::new(),
             synced: false,
             done: false,
         }
     }
+
+    /// How many tasks have followers on this host.
+    pub fn followed_tasks(&self) -> usize {
+        self.shared.tasks().values().filter(|c| c.strong_count() > 0).count()
+    }
+
+    fn channel_if_followed(&self, task_id: &str) -> Option<Arc<TaskChannel>> {
+        self.shared.tasks().get(task_id).and_then(Weak::upgrade)
+    }
+
+    /// The task's channel, created (with its poller) if nobody follows the task yet.
+    fn channel(&self, task_id: &str) -> Arc<TaskChannel> {
+        let mut tasks = self.shared.tasks();
+        if let Some(channel) = tasks.get(task_id).and_then(Weak::upgrade) {
+            return channel;
+        }
+        let (live, _) = broadcast::channel(TASK_CHANNEL_CAPACITY);
+        let channel = Arc::new(TaskChannel {
+            task_id: task_id.to_owned(),
+            live,
+            known_seq: AtomicU64::new(0),
+            last_heard: Mutex::new(Instant::now()),
+            hub: Arc::downgrade(&self.shared),
+        });
+        tasks.insert(task_id.to_owned(), Arc::downgrade(&channel));
+        drop(tasks);
+        tokio::spawn(poll_when_quiet(self.clone(), Arc::downgrade(&channel)));
+        channel
+    }
 }
 
-/// A follower that heard nothing live for this long re-reads the store.
-const RESYNC_AFTER_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+/// The fan-out of one followed task.
+struct TaskChannel {
+    task_id: String,
+    live: broadcast::Sender<Batch>,
+    /// The newest sequence id this host has published for the task or seen in the store.
+    known_seq: AtomicU64,
+    /// When the channel last carried an event, or its poller last read the store.
+    last_heard: Mutex<Instant>,
+    hub: Weak<HubShared>,
+}
 
-/// How many stored events one read fetches.
-const HISTORY_PAGE: usize = 500;
+impl TaskChannel {
+    fn publish(&self, batch: Vec<Arc<LiveEvent>>) {
+        let Some(newest) = batch.iter().map(|e| e.seq).max() else { return };
+        self.known_seq.fetch_max(newest, Ordering::Relaxed);
+        self.heard();
+        // Every receiver belongs to a follower holding this channel; none left is fine too.
+        let _ = self.live.send(batch.into());
+    }
+
+    fn heard(&self) {
+        *self.last_heard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+    }
+
+    fn last_heard(&self) -> Instant {
+        *self.last_heard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for TaskChannel {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.upgrade() else { return };
+        let mut tasks = hub.tasks();
+        // A new follower may already have put a fresh channel in this entry.
+        if tasks.get(&self.task_id).is_some_and(|c| c.strong_count() == 0) {
+            tasks.remove(&self.task_id);
+        }
+    }
+}
+
+/// The poller of one followed task: after a quiet spell, reads the store once for events that did
+/// not pass through this hub and publishes them to the task's followers. Ends with the channel.
+async fn poll_when_quiet(hub: EventHub, channel: Weak<TaskChannel>) {
+    loop {
+        let Some(due) = channel.upgrade().map(|c| c.last_heard() + RESYNC_AFTER_QUIET) else { return };
+        tokio::time::sleep_until(due).await;
+        let Some(task) = channel.upgrade() else { return };
+        if task.last_heard() + RESYNC_AFTER_QUIET > Instant::now() {
+            continue;
+        }
+        let since = task.known_seq.load(Ordering::Relaxed);
+        match hub.history(&task.task_id, since, HISTORY_PAGE).await {
+            Ok(stored) if !stored.is_empty() => {
+                task.publish(stored.into_iter().map(|e| Arc::new(LiveEvent::new(Arc::new(e)))).collect());
+            }
+            Ok(_) => task.heard(),
+            Err(error) => {
+                tracing::debug!(task = %task.task_id, %error, "reading a followed task's events failed; will retry");
+                task.heard();
+            }
+        }
+    }
+}
 
 /// An ordered, gapless stream of one task's events; see [`EventHub::follow`].
 pub struct TaskFollower {
     hub: EventHub,
-    task_id: String,
-    live: broadcast::Receiver<Arc<Event>>,
+    channel: Arc<TaskChannel>,
+    live: broadcast::Receiver<Batch>,
+    /// The sequence id of the last event returned.
     last_seq: u64,
-    buffered: std::collections::VecDeque<Event>,
+    /// Events to return next, consecutive from `last_seq + 1`.
+    ready: VecDeque<Arc<LiveEvent>>,
     /// False until the store has been read up to date, and again after a gap or a lag.
     synced: bool,
     done: bool,
@@ -184,58 +366,244 @@ impl TaskFollower {
         self.last_seq
     }
 
-    /// The next event, or `None` after the terminal event.
-    pub async fn next(&mut self) -> Result<Option<Event>, BrokerError> {
+    /// The next event, waiting for it if need be; `None` after the terminal event.
+    pub async fn next(&mut self) -> Result<Option<Arc<LiveEvent>>, BrokerError> {
         loop {
             if self.done {
                 return Ok(None);
             }
-            if let Some(event) = self.buffered.pop_front() {
-                return Ok(Some(self.deliver(event)));
+            if let Some(event) = self.pop_ready() {
+                return Ok(Some(event));
             }
             // Whatever is in the store and not yet seen comes first: on the first call this is the
             // history; later it fills gaps.
             if !self.synced {
-                let stored = self.hub.history(&self.task_id, self.last_seq, HISTORY_PAGE).await?;
-                if stored.is_empty() {
-                    self.synced = true;
-                } else {
-                    self.buffered.extend(stored);
-                }
+                self.read_store().await?;
                 continue;
             }
-            // Up to date with the store: wait for live events. Events stored without passing
-            // through this hub (by the broker itself, or another host) are picked up by a re-read
-            // of the store after a quiet spell.
-            let received = match tokio::time::timeout(RESYNC_AFTER_QUIET, self.live.recv()).await {
-                Ok(received) => received,
-                Err(_) => {
-                    self.synced = false;
-                    continue;
-                }
-            };
-            match received {
-                Ok(event) => {
-                    if event.task_id != self.task_id || event.seq <= self.last_seq {
-                        continue;
-                    }
-                    if event.seq == self.last_seq + 1 {
-                        return Ok(Some(self.deliver((*event).clone())));
-                    }
-                    // A gap: the missing events are in the store; the loop reads them next.
-                    self.synced = false;
-                }
+            match self.live.recv().await {
+                Ok(batch) => self.take(&batch),
                 Err(broadcast::error::RecvError::Lagged(_)) => self.synced = false,
+                // The sender lives in the channel this follower holds; never closed while it waits.
                 Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }
         }
     }
 
-    fn deliver(&mut self, event: Event) -> Event {
+    /// The next event if one is ready now, without waiting or reading the store: after
+    /// [`TaskFollower::next`], the rest of a batch (to send together).
+    pub fn next_ready(&mut self) -> Option<Arc<LiveEvent>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(event) = self.pop_ready() {
+                return Some(event);
+            }
+            if !self.synced {
+                return None;
+            }
+            match self.live.try_recv() {
+                Ok(batch) => self.take(&batch),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.synced = false,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The newest sequence id this follower has (returned or ready to return).
+    fn newest(&self) -> u64 {
+        self.ready.back().map_or(self.last_seq, |e| e.seq)
+    }
+
+    async fn read_store(&mut self) -> Result<(), BrokerError> {
+        let stored = self.hub.history(&self.channel.task_id, self.newest(), HISTORY_PAGE).await?;
+        // Subscribed before reading: whatever is stored after this read through this hub is in
+        // the subscription, and the poller brings the rest.
+        self.synced = stored.len() < HISTORY_PAGE;
+        for event in stored {
+            if event.seq == self.newest() + 1 {
+                self.ready.push_back(Arc::new(LiveEvent::new(Arc::new(event))));
+            }
+        }
+        self.channel.known_seq.fetch_max(self.newest(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes a live batch: events already seen are skipped; a gap means the store is read next.
+    fn take(&mut self, batch: &[Arc<LiveEvent>]) {
+        for event in batch {
+            let newest = self.newest();
+            if event.seq <= newest {
+                continue;
+            }
+            if event.seq == newest + 1 {
+                self.ready.push_back(event.clone());
+            } else {
+                // The missing events are in the store; the rest of this batch is read with them.
+                self.synced = false;
+                return;
+            }
+        }
+    }
+
+    fn pop_ready(&mut self) -> Option<Arc<LiveEvent>> {
+        let event = self.ready.pop_front()?;
         self.last_seq = event.seq;
         if event.is_terminal() {
             self.done = true;
+            self.ready.clear();
         }
-        event
+        Some(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::queue::embedded::EmbeddedBroker;
+    use crate::queue::{NewTask, Priority};
+
+    /// A hub over a fresh embedded store holding one task, `t1`; the store's folder lives as long
+    /// as the returned guard.
+    async fn hub_with_task() -> (EventHub, Arc<dyn Broker>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::open(dir.path()).unwrap());
+        broker
+            .submit(NewTask {
+                id: "t1".to_owned(),
+                tenant: "acme".to_owned(),
+                plugin: "echo".to_owned(),
+                task_name: "echo".to_owned(),
+                queue: "default".to_owned(),
+                input: "{}".to_owned(),
+                priority: Priority::Normal,
+                not_before: None,
+                expires_at: None,
+                max_retries: 0,
+                limits: crate::sandbox::LimitsRequest::default(),
+                files: Vec::new(),
+            })
+            .await
+            .unwrap();
+        (EventHub::new(broker.clone()), broker, dir)
+    }
+
+    fn events(kinds: &[&str]) -> Vec<NewEvent> {
+        kinds.iter().map(|k| NewEvent::new(*k, json!({}))).collect()
+    }
+
+    /// The next event within a deadline generous for a loaded machine.
+    async fn next(follower: &mut TaskFollower) -> Option<Arc<LiveEvent>> {
+        tokio::time::timeout(Duration::from_secs(20), follower.next())
+            .await
+            .expect("no event in time")
+            .unwrap()
+    }
+
+    /// Reads the store as the first `next` would, so that what follows is live.
+    async fn sync(follower: &mut TaskFollower) {
+        follower.read_store().await.unwrap();
+        assert!(follower.synced && follower.ready.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_follower_gets_history_then_live_events_in_order_and_ends_after_the_terminal_one() {
+        let (hub, _broker, _dir) = hub_with_task().await;
+        hub.append("t1", events(&["run_started", "log"])).await.unwrap();
+        let mut follower = hub.follow("t1", 0);
+        assert_eq!(next(&mut follower).await.unwrap().seq, 1);
+        hub.append("t1", events(&["log", "log"])).await.unwrap();
+        assert_eq!(next(&mut follower).await.unwrap().seq, 2);
+        assert_eq!(next(&mut follower).await.unwrap().seq, 3);
+        assert_eq!(next(&mut follower).await.unwrap().seq, 4);
+        hub.append("t1", events(&[kind::RUN_COMPLETED])).await.unwrap();
+        let last = next(&mut follower).await.unwrap();
+        assert_eq!((last.seq, last.event_type.as_str()), (5, kind::RUN_COMPLETED));
+        assert!(follower.next().await.unwrap().is_none());
+        assert_eq!(follower.last_seq(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_follower_resumes_after_since() {
+        let (hub, _broker, _dir) = hub_with_task().await;
+        hub.append("t1", events(&["run_started", "log", "log"])).await.unwrap();
+        let mut follower = hub.follow("t1", 2);
+        assert_eq!(next(&mut follower).await.unwrap().seq, 3);
+        assert!(follower.next_ready().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stored_batch_is_ready_at_once_and_rendered_once_for_all_followers() {
+        let (hub, _broker, _dir) = hub_with_task().await;
+        let mut first = hub.follow("t1", 0);
+        let mut second = hub.follow("t1", 0);
+        // Both followers are up to date with the (empty) store before the batch is published.
+        sync(&mut first).await;
+        sync(&mut second).await;
+        hub.append("t1", events(&["a", "b", "c"])).await.unwrap();
+        let a = next(&mut first).await.unwrap();
+        let rest: Vec<u64> = std::iter::from_fn(|| first.next_ready()).map(|e| e.seq).collect();
+        assert_eq!((a.seq, rest), (1, vec![2, 3]));
+        let renders = std::sync::atomic::AtomicUsize::new(0);
+        let render = |e: &Event| {
+            renders.fetch_add(1, Ordering::Relaxed);
+            format!("event {}", e.seq)
+        };
+        let text = a.wire_text(render);
+        let same = next(&mut second).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &same), "the followers share the published event");
+        assert_eq!(same.wire_text(render), text);
+        assert_eq!(renders.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_gap_in_the_live_events_is_filled_from_the_store() {
+        let (hub, broker, _dir) = hub_with_task().await;
+        hub.append("t1", events(&["run_started"])).await.unwrap();
+        let mut follower = hub.follow("t1", 0);
+        assert_eq!(next(&mut follower).await.unwrap().seq, 1);
+        // Stored without passing through the hub, then one that does: the follower sees 3 after 1.
+        broker.append_events("t1", events(&["elsewhere"])).await.unwrap();
+        hub.append("t1", events(&["here"])).await.unwrap();
+        let seqs = [next(&mut follower).await.unwrap().seq, next(&mut follower).await.unwrap().seq];
+        assert_eq!(seqs, [2, 3]);
+    }
+
+    #[tokio::test]
+    async fn events_stored_behind_the_hubs_back_reach_followers_through_the_tasks_poller() {
+        let (hub, broker, _dir) = hub_with_task().await;
+        let mut followers = vec![hub.follow("t1", 0), hub.follow("t1", 0)];
+        for follower in &mut followers {
+            sync(follower).await;
+        }
+        // As another host sharing the store would, or the broker expiring a queued task.
+        broker.append_events("t1", events(&["run_started", kind::RUN_FAILED])).await.unwrap();
+        for follower in &mut followers {
+            assert_eq!(next(follower).await.unwrap().seq, 1);
+            assert_eq!(next(follower).await.unwrap().seq, 2);
+            assert!(follower.next().await.unwrap().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tasks_channel_lives_while_somebody_follows_it() {
+        let (hub, _broker, _dir) = hub_with_task().await;
+        assert_eq!(hub.followed_tasks(), 0);
+        let first = hub.follow("t1", 0);
+        let second = hub.follow("t1", 0);
+        assert!(Arc::ptr_eq(&first.channel, &second.channel));
+        assert_eq!(hub.followed_tasks(), 1);
+        drop(first);
+        assert_eq!(hub.followed_tasks(), 1);
+        drop(second);
+        assert_eq!(hub.followed_tasks(), 0);
+        assert!(hub.shared.tasks().is_empty());
+        // Unfollowed tasks still reach host-wide subscribers.
+        let mut all = hub.subscribe();
+        hub.append("t1", events(&["log"])).await.unwrap();
+        assert_eq!(all.recv().await.unwrap().seq, 1);
     }
 }
