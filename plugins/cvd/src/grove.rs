@@ -3,7 +3,8 @@
 //! In steady state the flux of precursor through the stagnant boundary layer,
 //! `F₁ = h_g (C_g − C_s)`, equals the flux consumed by a first-order surface reaction,
 //! `F₂ = k_s C_s`. Eliminating the surface concentration `C_s` gives (Grove, *Physics and
-//! Technology of Semiconductor Devices* (1967), ch. 1; Plummer, Deal & Griffin (2000) §9.3):
+//! Technology of Semiconductor Devices* (1967); Plummer, Deal & Griffin, *Silicon VLSI Technology*
+//! (2000), ch. 9):
 //!
 //! ```text
 //! F = C_g k_s h_g / (k_s + h_g),        growth rate G = F / N_f
@@ -19,7 +20,7 @@
 //! pressure too), in between it is mixed.
 //!
 //! The boundary-layer thickness is that of laminar flow over a plate of length `L` (the wafer),
-//! averaged over the plate: `δ = (2L/3) / √Re_L`, with `Re_L = ρ U L / μ` (Plummer et al. eq. 9.13),
+//! averaged over the plate: `δ = (2L/3) / √Re_L`, with `Re_L = ρ U L / μ` (as in Plummer et al. ch. 9),
 //! the gas velocity `U` from the total flow at process temperature and pressure over the reactor's
 //! cross-section, and `μ` by Wilke's rule. At LPCVD pressures `Re_L` is tiny and that formula would
 //! give a layer many times larger than the reactor; `δ` is then the reactor's own diffusion length

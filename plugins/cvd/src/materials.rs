@@ -1,29 +1,32 @@
 //! The films the plugin deposits, each with its precursor chemistry, a reference recipe with a
-//! published deposition rate that calibrates the Grove model, and the mechanical constants that
-//! give its stress.
+//! reference deposition rate (published where checked) that calibrates the Grove model, and the
+//! mechanical constants that give its stress.
 //!
 //! Calibration, and why it is done this way: a CVD rate constant `k_s = k0 exp(−Ea/kT)` is rarely
 //! published as such; what handbooks and papers report is a deposition rate at a recipe and an
 //! apparent activation energy. Each material therefore carries a reference recipe, the rate
 //! reported for it and `Ea`; [`crate::grove::calibrate_pre_exponential`] inverts the Grove model
-//! at that recipe to obtain `k0`. At the reference recipe the model returns the published rate
+//! at that recipe to obtain `k0`. At the reference recipe the model returns the reference rate
 //! exactly, and elsewhere it extrapolates with the Arrhenius law and the transport model. Stress is
-//! calibrated the same way: the intrinsic stress is the published total (room-temperature) stress
+//! calibrated the same way: the intrinsic stress is the reference total (room-temperature) stress
 //! at the reference temperature minus the thermal-mismatch part the model computes there.
 //!
-//! The sources are listed per field and, with the same wording, in the README's parameter table.
-//! Values marked *representative* are typical of the process, not a single measurement; every one
-//! of them can be overridden per step (`model` in the input).
+//! The sources are listed per field and in the README's "Parameter sources" table, which also says
+//! which values were checked against their source and which could not be. Values marked
+//! *representative* are typical of the process but not taken from one checked measurement; every
+//! one of them can be overridden per step (`model` in the input).
 
 use serde::{Deserialize, Serialize};
 
 use crate::gas::{Species, species};
 
-/// Linear thermal expansion of the silicon substrate near room temperature, 1/K
-/// (Okada & Tokumaru, J. Appl. Phys. 56, 314 (1984): 2.6 × 10⁻⁶ /K at 300 K).
+/// Linear thermal expansion of the silicon substrate near room temperature, 1/K: 2.6 × 10⁻⁶ /K at
+/// 300 K (Okada & Tokumaru, J. Appl. Phys. 56, 314 (1984); the same value is in the Ioffe NSM
+/// archive's silicon data).
 pub const SILICON_THERMAL_EXPANSION: f64 = 2.6e-6;
-/// Biaxial modulus `E/(1−ν)` of a (100) silicon wafer, Pa (Brantley, J. Appl. Phys. 44, 534
-/// (1973); Hopcroft, Nix & Kenny, J. Microelectromech. Syst. 19, 229 (2010): 180.5 GPa).
+/// Biaxial modulus `E/(1−ν)` of a (100) silicon wafer, Pa: `c11 + c12 − 2 c12²/c11`, 180.3 GPa
+/// with c11 = 165.7 and c12 = 63.9 GPa (Brantley, J. Appl. Phys. 44, 534 (1973); Hopcroft, Nix &
+/// Kenny, J. Microelectromech. Syst. 19, 229 (2010)); 180.5 GPa is used, within 0.1 %.
 pub const SILICON_100_BIAXIAL_MODULUS: f64 = 180.5e9;
 /// Room temperature, where the stress of a film is measured after cool-down, °C.
 pub const ROOM_TEMPERATURE_C: f64 = 25.0;
@@ -140,12 +143,13 @@ impl FilmMaterial {
     /// The material's data (see the README's parameter table for the sources in full).
     pub fn data(self) -> MaterialData {
         match self {
-            // LPCVD nitride: 3 SiH2Cl2 + 4 NH3 → Si3N4 + 6 HCl + 6 H2, 700–800 °C, 0.1–0.5 Torr,
-            // ~3 nm/min (Plummer, Deal & Griffin, Silicon VLSI Technology (2000), ch. 9; Wolf &
-            // Tauber, Silicon Processing for the VLSI Era vol. 1 (1986), ch. 6). Stoichiometric
-            // LPCVD nitride is tensile at about 1.1 GPa (Irene, J. Electron. Mater. 5, 287 (1976);
-            // Habermehl, J. Appl. Phys. 83, 4672 (1998)). E, ν from bulge tests of LPCVD SiNx
-            // (Vlassak & Nix, J. Mater. Res. 7, 3242 (1992)); α representative.
+            // LPCVD nitride: 3 SiH2Cl2 + 4 NH3 → Si3N4 + 6 HCl + 6 H2. Rate and stress: the MEMS
+            // Exchange process catalog, "Stoichiometric silicon nitride LPCVD" (P3684): 35 Å/min
+            // at 800 °C, residual stress 900 MPa (tensile). The catalog gives no pressure or
+            // flows; 0.3 Torr and DCS:NH3 = 30:100 sccm are representative (and give the same
+            // y·P as the CVD notes' 0.5 Torr, 80:500 recipe). E = 222 GPa, ν = 0.28 from bulge
+            // tests of LPCVD nitride (Vlassak & Nix, J. Mater. Res. 7, 3242 (1992), abstract).
+            // Ea, α and the density are representative assumptions (not checked).
             FilmMaterial::SiliconNitride => MaterialData {
                 name: "Si3N4",
                 chemistry: "3 SiH2Cl2 + 4 NH3 -> Si3N4 + 6 HCl + 6 H2",
@@ -155,25 +159,26 @@ impl FilmMaterial {
                 density_g_cm3: 3.1,
                 formula_molar_mass_g_mol: 140.28,
                 reference: ReferenceRecipe {
-                    temperature_c: 780.0,
+                    temperature_c: 800.0,
                     pressure_torr: 0.3,
                     precursor_flow_sccm: 30.0,
                     carrier_gas_flow_sccm: 100.0,
-                    rate_nm_min: 3.0,
+                    rate_nm_min: 3.5,
                 },
                 activation_energy_ev: 1.8,
                 typical_rate_band_nm_min: (1.0, 8.0),
-                reference_total_stress_mpa: Some(1100.0),
+                reference_total_stress_mpa: Some(900.0),
                 youngs_modulus_gpa: 222.0,
                 poisson_ratio: 0.28,
                 thermal_expansion_ppm_k: 3.3,
-                sources: "rate: Plummer/Deal/Griffin 2000 ch. 9, Wolf & Tauber 1986 ch. 6; stress: Irene 1976, \
-                          Habermehl 1998; E, nu: Vlassak & Nix 1992",
+                sources: "rate, stress: MEMS Exchange catalog P3684 (800 C, 3.5 nm/min, 900 MPa); E, nu: \
+                          Vlassak & Nix 1992; Ea, alpha, recipe flows: representative assumptions",
             },
-            // LPCVD TEOS oxide: Si(OC2H5)4 → SiO2 + by-products, 650–750 °C, 0.2–1 Torr, ~10 nm/min
-            // and Ea ≈ 1.9 eV (Becker et al., J. Vac. Sci. Technol. B 5, 1555 (1987); Adams & Capio,
-            // J. Electrochem. Soc. 126, 1042 (1979)). Mildly compressive, ~100 MPa (Adams, in Sze
-            // (ed.), VLSI Technology, 2nd ed. (1988), ch. 6). E, ν, α of fused silica.
+            // LPCVD TEOS oxide: Si(OC2H5)4 → SiO2 + by-products. Adams & Capio, J. Electrochem. Soc.
+            // 126, 1042 (1979), abstract: at 700 °C, 200–300 Å/min, the film stress "compressive
+            // and low"; the reference rate is the middle of that range. The pressure and flows,
+            // the −100 MPa standing for "low compressive", Ea and the fused-silica E, ν, α are
+            // representative (not checked).
             FilmMaterial::SiliconDioxide => MaterialData {
                 name: "SiO2",
                 chemistry: "Si(OC2H5)4 -> SiO2 + 4 C2H4 + 2 H2O (TEOS pyrolysis)",
@@ -187,21 +192,21 @@ impl FilmMaterial {
                     pressure_torr: 0.3,
                     precursor_flow_sccm: 50.0,
                     carrier_gas_flow_sccm: 50.0,
-                    rate_nm_min: 10.0,
+                    rate_nm_min: 25.0,
                 },
                 activation_energy_ev: 1.9,
-                typical_rate_band_nm_min: (3.0, 30.0),
+                typical_rate_band_nm_min: (5.0, 60.0),
                 reference_total_stress_mpa: Some(-100.0),
                 youngs_modulus_gpa: 72.0,
                 poisson_ratio: 0.17,
                 thermal_expansion_ppm_k: 0.5,
-                sources: "rate, Ea: Becker et al. 1987, Adams & Capio 1979; stress: Adams in Sze 1988 ch. 6; \
-                          E, nu, alpha: fused silica",
+                sources: "rate, sign of stress: Adams & Capio 1979 (700 C, 20-30 nm/min, low compressive); \
+                          Ea, stress value, E, nu, alpha (fused silica), recipe flows: representative",
             },
-            // LPCVD poly-Si: SiH4 → Si + 2 H2, 580–650 °C, 0.2–1 Torr of silane, 5–20 nm/min,
-            // Ea ≈ 1.7 eV (Kamins, Polycrystalline Silicon for Integrated Circuits and Displays,
-            // 2nd ed. (1998), ch. 1). As deposited near 620 °C it is compressive, a few hundred MPa
-            // (Krulevitch et al., Transducers '91, 949 (1991)). E, ν: Sharpe et al., MEMS '97 (1997).
+            // LPCVD poly-Si: SiH4 → Si + 2 H2 near 620 °C, the process of Kamins, Polycrystalline
+            // Silicon for Integrated Circuit Applications (1988), ch. 1 (deposition) and §2.8
+            // (stress). The rate, Ea, the compressive stress and E, ν are representative values
+            // that could not be checked against a source here.
             FilmMaterial::Polysilicon => MaterialData {
                 name: "poly-Si",
                 chemistry: "SiH4 -> Si + 2 H2",
@@ -223,12 +228,13 @@ impl FilmMaterial {
                 youngs_modulus_gpa: 169.0,
                 poisson_ratio: 0.22,
                 thermal_expansion_ppm_k: 2.6,
-                sources: "rate, Ea: Kamins 1998 ch. 1; stress: Krulevitch et al. 1991; E, nu: Sharpe et al. 1997",
+                sources: "representative values for LPCVD poly-Si near 620 C (Kamins 1988 covers the process); \
+                          not checked against a measurement",
             },
             // MOCVD TiN barrier from TDMAT, 350–450 °C, below 1 Torr. The reference rate and Ea are
-            // representative assumptions (rates of a few to tens of nm/min are usual for this
-            // process); no intrinsic stress is assumed, so the stress is the thermal mismatch of
-            // dense TiN (E, α of bulk TiN: CRC Handbook / Touloukian).
+            // representative assumptions; no intrinsic stress is assumed, so the stress is the
+            // thermal mismatch of dense TiN with representative bulk E, ν, α (not checked against
+            // a handbook).
             FilmMaterial::TitaniumNitride => MaterialData {
                 name: "TiN",
                 chemistry: "Ti[N(CH3)2]4 -> TiN + organic by-products (MOCVD, TDMAT)",
@@ -250,13 +256,12 @@ impl FilmMaterial {
                 youngs_modulus_gpa: 450.0,
                 poisson_ratio: 0.25,
                 thermal_expansion_ppm_k: 9.35,
-                sources: "rate, Ea: representative assumptions for TDMAT MOCVD; E, alpha: bulk TiN (CRC, Touloukian)",
+                sources: "representative assumptions for TDMAT MOCVD and bulk TiN; not checked against a source",
             },
-            // Blanket CVD W: WF6 + 3 H2 → W + 6 HF, 350–475 °C, tens of Torr, 100–500 nm/min,
-            // Ea ≈ 0.7 eV (Broadbent & Ramiller, J. Electrochem. Soc. 131, 1427 (1984); McConica &
-            // Krishnamani, J. Electrochem. Soc. 133, 2542 (1986)). CVD W is tensile, about 1 GPa
-            // (Schmitz, CVD of Tungsten and Tungsten Silicides for VLSI/ULSI Applications (1992)).
-            // E, ν, α of bulk W (CRC Handbook).
+            // Blanket CVD W: WF6 + 3 H2 → W + 6 HF. Ea = 64 kJ/mol = 0.66 eV, with orders 1/6 in
+            // WF6 and 1/2 in H2 (Oosterlaken et al., J. Electrochem. Soc. 143, 1668 (1996),
+            // abstract). The reference recipe and rate, the tensile 1 GPa and the bulk E, ν, α
+            // are representative values, not checked against a source.
             FilmMaterial::Tungsten => MaterialData {
                 name: "W",
                 chemistry: "WF6 + 3 H2 -> W + 6 HF",
@@ -272,14 +277,14 @@ impl FilmMaterial {
                     carrier_gas_flow_sccm: 750.0,
                     rate_nm_min: 200.0,
                 },
-                activation_energy_ev: 0.71,
+                activation_energy_ev: 0.66,
                 typical_rate_band_nm_min: (30.0, 600.0),
                 reference_total_stress_mpa: Some(1000.0),
                 youngs_modulus_gpa: 411.0,
                 poisson_ratio: 0.28,
                 thermal_expansion_ppm_k: 4.5,
-                sources: "rate, Ea: Broadbent & Ramiller 1984, McConica & Krishnamani 1986; stress: Schmitz 1992; \
-                          E, nu, alpha: CRC Handbook",
+                sources: "Ea: Oosterlaken et al. 1996 (64 kJ/mol); recipe, rate, stress, E, nu, alpha: \
+                          representative, not checked",
             },
         }
     }

@@ -12,7 +12,7 @@
 //! expands less (SiO2) ends compressive, which is why thermal oxide is compressive. The wafer bends
 //! under the film's force per unit width `σ t_f`; for films much thinner than the wafer, Stoney's
 //! equation (Stoney, Proc. R. Soc. Lond. A 82, 172 (1909), in its biaxial form, Freund & Suresh,
-//! *Thin Film Materials* (2003) §2.1) gives the curvature, and stresses of stacked films add:
+//! *Thin Film Materials* (2003), ch. 2) gives the curvature, and stresses of stacked films add:
 //!
 //! ```text
 //! κ = 6 Σ σ_i t_i / (M_s t_s²),   M_s = E_s / (1 − ν_s) = 180.5 GPa for (100) Si
@@ -70,7 +70,7 @@ pub fn bow_m(curvature_per_m: f64, diameter_m: f64) -> f64 {
 
 /// Exact curvature (1/m) of a film/substrate bilayer with a biaxial misfit that, in the thin-film
 /// limit, would stress the film at `film_stress_pa` (Timoshenko, J. Opt. Soc. Am. 11, 233 (1925),
-/// with biaxial moduli; Freund & Suresh (2003) eq. 2.32). With `m = t_f/t_s`, `n = M_f/M_s`:
+/// with biaxial moduli; Freund & Suresh (2003), ch. 2). With `m = t_f/t_s`, `n = M_f/M_s`:
 /// `κ = 6 ε m n (1 + m) / (t_s (1 + 4mn + 6m²n + 4m³n + m⁴n²))`, where `ε = σ / M_f` is the misfit
 /// strain. Tends to Stoney's curvature as `m → 0`.
 pub fn bilayer_curvature_per_m(

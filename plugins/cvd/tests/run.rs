@@ -42,8 +42,9 @@ fn the_notes_nitride_run_reaches_its_target_at_the_model_rate_with_stress_warnin
     assert_eq!(step.growth.regime.as_str(), "reaction_limited");
     let expected_time = 100.0 / step.growth.rate_nm_min * 60.0;
     assert!((step.duration_sec / expected_time - 1.0).abs() < 1e-9);
-    // Stoichiometric nitride is tensile near 1.1 GPa: tensile warning and adhesion risk.
-    assert!((1000.0..1300.0).contains(&step.stress.total_mpa), "{}", step.stress.total_mpa);
+    // Stoichiometric LPCVD nitride deposited at 800 °C is tensile at 900 MPa (MEMS Exchange P3684):
+    // at its calibration temperature the model returns that total; tensile warning and adhesion risk.
+    assert!((step.stress.total_mpa - 900.0).abs() < 1e-9, "{}", step.stress.total_mpa);
     assert_eq!(kinds(&trace, 0), ["high_tensile_stress", "adhesion_risk"]);
     let adhesion = &step.warnings[1];
     assert!(adhesion.recommendation.is_some() && adhesion.energy_release_rate_j_m2.unwrap() > 0.0);

@@ -105,8 +105,8 @@ pub struct CrystalReference {
 ///
 /// - PBE lattice constants and cohesive energies: Harl, Schimka and Kresse, Phys. Rev. B 81,
 ///   115126 (2010), PAW/VASP, as tabulated in GPAW's `HarlSchimkaKresseBulkCollection`: Si
-///   5.466 Å and 4.55 eV, Ge 5.765 Å and 3.71 eV (experiment in the same data: 4.68 and 3.92 eV). The Materials Project's PBE relaxation of Si
-///   (mp-149) has 5.469 Å.
+///   5.466 Å and 4.55 eV, Ge 5.765 Å and 3.71 eV (experiment in the same data: 4.68 and
+///   3.92 eV). The Materials Project's PBE relaxation of Si (mp-149) has 5.469 Å.
 /// - PBE band gaps: Si 0.61 eV, indirect: Materials Project mp-149 (PBE, VASP; database build of
 ///   2022-10-05): 0.6105 eV, valence-band top at Γ, conduction-band minimum on Γ→X at about 0.83
 ///   of the way to X, direct gap 2.556 eV. Ge: no gap; pure functionals make Ge a metal (Heyd,
