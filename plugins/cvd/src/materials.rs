@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::gas::{Species, species};
 
 /// Linear thermal expansion of the silicon substrate near room temperature, 1/K: 2.6 × 10⁻⁶ /K at
-/// 300 K (Okada & Tokumaru, J. Appl. Phys. 56, 314 (1984); the same value is in the Ioffe NSM
-/// archive's silicon data).
+/// 300 K (Okada & Tokumaru, J. Appl. Phys. 56, 314 (1984); the same value is in the BYU cleanroom
+/// "Semiconductor constants" table).
 pub const SILICON_THERMAL_EXPANSION: f64 = 2.6e-6;
 /// Biaxial modulus `E/(1−ν)` of a (100) silicon wafer, Pa: `c11 + c12 − 2 c12²/c11`, 180.3 GPa
 /// with c11 = 165.7 and c12 = 63.9 GPa (Brantley, J. Appl. Phys. 44, 534 (1973); Hopcroft, Nix &

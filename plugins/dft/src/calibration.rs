@@ -113,7 +113,8 @@ pub struct CrystalReference {
 ///   Peralta, Scuseria and Martin, J. Chem. Phys. 123, 174101 (2005), abstract).
 /// - Experiment at 300 K: Ioffe Institute NSM archive (after Levinshtein, Rumyantsev and Shur,
 ///   *Handbook Series on Semiconductor Parameters* vol. 1 (1996)): gaps 1.12 eV (Si) and 0.66 eV
-///   (Ge); lattice constants 5.431 and 5.658 Å.
+///   (Ge); lattice constants 5.431 and 5.658 Å (read in the copies the README's "Parameter
+///   sources" table names).
 pub fn crystal_reference(element: Element) -> Option<CrystalReference> {
     match element {
         Element::Si => Some(CrystalReference {

@@ -303,8 +303,8 @@ mod tests {
 
     #[test]
     fn the_bulk_modulus_of_sw_silicon_is_near_the_experimental_98_gpa() {
-        // B = V d²E/dV²; the published SW parameters give 101.4 GPa (experiment: 98 GPa, Ioffe
-        // NSM archive). The PBE recalibration scales it by (E_coh/2ε)(a_SW/a_PBE)³, with
+        // B = V d²E/dV²; the published SW parameters give 101.4 GPa (experiment: 98 GPa, BYU
+        // cleanroom table). The PBE recalibration scales it by (E_coh/2ε)(a_SW/a_PBE)³, with
         // 2ε = 4.3366 eV and a_SW = 5.431 Å.
         let e = |a: f64| stillinger_weber(&diamond(Element::Si, a)).unwrap().binding_energy_ev;
         let a0 = SI_PBE;
