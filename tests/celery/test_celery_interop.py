@@ -281,6 +281,46 @@ def test_inspect_shows_registered_names_stats_and_active_tasks():
     running.revoke(terminate=True)
 
 
+def task_events_seen(pubsub, into):
+    """Adds the task events published so far (on `/<db>.celeryev/task.multi`) to `into`, by task id."""
+    import base64
+    import json
+
+    while (message := pubsub.get_message(timeout=0.01)) is not None:
+        envelope = json.loads(message["data"])
+        for event in json.loads(base64.b64decode(envelope["body"])):
+            into.setdefault(event["uuid"], []).append(event["type"])
+    return into
+
+
+def set_task_events(method):
+    """`enable_events` / `disable_events`, as `celery control` sends them, waiting for the host's reply."""
+    replies = app.control.broadcast(method, reply=True, timeout=2)
+    assert any(node.startswith("taskhost@") for reply in replies for node in reply), replies
+
+
+def test_task_events_are_sent_only_while_enabled_as_by_a_celery_worker(redis_client):
+    events = redis_client.pubsub(ignore_subscribe_messages=True)
+    events.psubscribe("/*.celeryev/task.*")
+    seen = {}
+    try:
+        set_task_events("disable_events")
+        quiet = hello.delay("no events")
+        quiet.get(timeout=30)
+        set_task_events("enable_events")
+        loud = hello.delay("events")
+        loud.get(timeout=30)
+        expected = {"task-received", "task-started", "task-succeeded"}
+        wait_until(lambda: set(task_events_seen(events, seen).get(loud.id, [])) >= expected, 10,
+                   f"the task events of a task run while they are enabled (seen: {seen})")
+        # Messages are taken in order and results written in order: had the first task had any
+        # events, they would have come before the second one's.
+        assert quiet.id not in seen, seen[quiet.id]
+    finally:
+        set_task_events("disable_events")
+        events.close()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -305,18 +345,29 @@ def test_flower_lists_the_host_and_its_tasks():
                 return None
 
         nodes = wait_until(workers, 30, "Flower to list the host")
-        result = hello.delay("Flower")
-        result.get(timeout=30)
 
-        def task_seen():
+        def task_seen(task_id):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/task/info/{result.id}", timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/task/info/{task_id}", timeout=5) as r:
                     import json
-                    return json.loads(r.read())
+                    info = json.loads(r.read())
+                    return info if info.get("state") == "SUCCESS" else None
             except Exception:
                 return None
 
-        info = wait_until(lambda: (t := task_seen()) and t.get("state") == "SUCCESS" and t, 20, "Flower to see the task")
+        # Task events start when Flower sends `enable_events` (every 5 s, the first 5 s after it
+        # starts), as with a Celery worker: send tasks until Flower shows one.
+        def a_task_seen():
+            result = hello.delay("Flower")
+            result.get(timeout=30)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                if info := task_seen(result.id):
+                    return info
+                time.sleep(0.1)
+            return None
+
+        info = wait_until(a_task_seen, 40, "Flower to see a task")
         assert info["name"] == "tests.hello" and info["worker"] in nodes, info
     finally:
         flower.terminate()

@@ -11,8 +11,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use reqwest::Method;
+use serde_json::{Value, json};
 use taskhost_e2e::redis::RedisServer;
-use taskhost_e2e::{Host, HostOptions, repo_root};
+use taskhost_e2e::{Host, HostOptions, host_binary, repo_root};
 
 /// The plugins the Celery tests use: manifests from `tests/celery/plugins`, components built by
 /// `cargo xtask plugins` for the hello example and the kernels fixture.
@@ -104,4 +106,156 @@ async fn celery_without_redis_is_refused_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("--celery needs --redis"), "{stderr}");
+}
+
+/// A token and its hash, from `host token`.
+fn new_token() -> (String, String) {
+    let out = Command::new(host_binary()).arg("token").output().expect("host token");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .expect("host token output")
+    };
+    (field("token:"), field("token_sha256:"))
+}
+
+/// Sends Celery tasks with the real client (`tests/celery/send_tasks.py`) and returns how each
+/// ended, as `get()` saw it.
+async fn send_celery_tasks(broker: &str, sends: Value) -> Vec<Value> {
+    let python = python();
+    let broker = broker.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg("tests/celery/send_tasks.py")
+            .arg(sends.to_string())
+            .current_dir(repo_root())
+            .env("CELERY_BROKER_URL", &broker)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "send_tasks.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("send_tasks.py printed {stdout:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_celery_queue_claimed_by_a_tenant_gives_it_the_tasks_and_their_quotas() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = celery_plugins(dir.path());
+    let (alice, alice_hash) = new_token();
+    let (bob, bob_hash) = new_token();
+    let (admin, admin_hash) = new_token();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[admin]\ntoken_sha256 = \"{admin_hash}\"\n\n\
+             [tenants.alice]\ntoken_sha256 = \"{alice_hash}\"\ncelery_queues = [\"alice_jobs\"]\ntimeout_ms = 300\n\n\
+             [tenants.bob]\ntoken_sha256 = \"{bob_hash}\"\ncelery_queues = [\"bob_jobs\"]\nplugins = [\"hello\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut options = HostOptions::new(&dir.path().join("data"));
+    // No --celery-queues: the tenants' Celery queues are consumed by default.
+    options.extra = vec![
+        "--tenants".into(),
+        file.display().to_string(),
+        "--redis".into(),
+        redis.url(),
+        "--celery".into(),
+        "--plugins".into(),
+        plugins.display().to_string(),
+    ];
+    let host = Host::start_with(options).await.unwrap();
+    let broker = format!("{}/0", redis.url());
+    let outcomes = send_celery_tasks(
+        &broker,
+        json!([
+            {"task": "tests.hello", "args": ["ada"], "queue": "alice_jobs"},
+            {"task": "tests.hello", "args": ["slow", 20_000], "queue": "alice_jobs"},
+            {"task": "tests.hello", "args": ["bob"], "queue": "bob_jobs"},
+            {"task": "tests.hello", "args": ["nobody"], "queue": "celery"},
+        ]),
+    )
+    .await;
+    let log = host.log();
+    let [done, slow, refused, unclaimed] = outcomes.as_slice() else { panic!("{outcomes:?}") };
+
+    // Alice's queue: her task, hers alone.
+    assert_eq!(done["state"], "SUCCESS", "{done}\n{log}");
+    let id = done["id"].as_str().unwrap();
+    let path = format!("/api/v1/tasks/{id}");
+    let (status, task, _) = host.call_as(Some(&alice), Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["tenant"], "alice");
+    assert_eq!(task["status"], "succeeded");
+    let (status, body, _) = host.call_as(Some(&bob), Method::GET, &path, None).await;
+    assert_eq!(status, 404, "bob sees alice's Celery task: {body}");
+    let (status, body, _) = host.call_as(Some(&bob), Method::GET, &format!("{path}/events"), None).await;
+    assert_eq!(status, 404, "{body}");
+
+    // Her quota (timeout_ms = 300) bounds a 20 s task: Celery's TimeLimitExceeded.
+    assert_eq!(slow["state"], "FAILURE", "{slow}");
+    assert_eq!(slow["exc_type"], "TimeLimitExceeded", "{slow}");
+    let slow_path = format!("/api/v1/tasks/{}", slow["id"].as_str().unwrap());
+    let (status, task, _) = host.call_as(Some(&alice), Method::GET, &slow_path, None).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["error"]["kind"], "deadline_exceeded", "{task}");
+
+    // Bob may only use the `hello` plugin; `tests.hello` is `celery_hello`'s: refused as Celery
+    // refuses, in get().
+    assert_eq!(refused["state"], "FAILURE", "{refused}");
+    assert_eq!(refused["exc_type"], "PermissionError", "{refused}");
+    assert!(refused["exc_message"].as_str().unwrap().contains("celery_hello"), "{refused}");
+
+    // A queue nobody claims: the default tenant's, seen by the admin only.
+    assert_eq!(unclaimed["state"], "SUCCESS", "{unclaimed}");
+    let path = format!("/api/v1/tasks/{}", unclaimed["id"].as_str().unwrap());
+    let (status, _, _) = host.call_as(Some(&alice), Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+    let (status, task, _) = host.call_as(Some(&admin), Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["tenant"], "default");
+}
+
+#[test]
+fn a_celery_queue_claimed_by_two_tenants_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, a) = new_token();
+    let (_, b) = new_token();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[tenants.a]\ntoken_sha256 = \"{a}\"\ncelery_queues = [\"cvd\"]\n\
+             [tenants.b]\ntoken_sha256 = \"{b}\"\ncelery_queues = [\"cvd\"]\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(host_binary())
+        .args(["run", "--plugins"])
+        .arg(repo_root().join("examples"))
+        .args(["--listen", "127.0.0.1:0", "--tenants"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("tenants.b.celery_queues") && stderr.contains("already claimed by tenant a"),
+        "{stderr}"
+    );
 }

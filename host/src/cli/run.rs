@@ -55,10 +55,14 @@ pub struct RunArgs {
     /// their names, write Celery results, and answer Celery's remote control. Needs --redis.
     #[arg(long)]
     celery: bool,
-    /// Celery queues to consume (default: `celery` and the queue of every plugin with Celery
-    /// names).
+    /// Celery queues to consume (default: `celery`, the queue of every plugin with Celery names,
+    /// and the Celery queues tenants claim with `celery_queues`).
     #[arg(long, value_delimiter = ',', value_name = "Q,...", requires = "celery")]
     celery_queues: Vec<String>,
+    /// Send Celery task events (for Flower) from the start, as `celery worker -E`; without it
+    /// they start with `celery control enable_events`, which Flower sends every 5 s.
+    #[arg(long, requires = "celery")]
+    celery_task_events: bool,
     /// Seconds Celery results are kept (Celery's `result_expires`).
     #[arg(long, default_value_t = 86_400, value_name = "SECS", requires = "celery")]
     celery_result_expires: u64,
@@ -187,14 +191,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let celery = match (args.celery, &args.redis) {
         (true, Some(url)) => {
+            let queue_tenants = tenants.celery_queue_tenants();
             let queues = if args.celery_queues.is_empty() {
-                celery::default_queues(&plugins)
+                let mut queues = celery::default_queues(&plugins);
+                for queue in queue_tenants.keys() {
+                    if !queues.contains(queue) {
+                        queues.push(queue.clone());
+                    }
+                }
+                queues
             } else {
                 args.celery_queues.clone()
             };
             let mut config = celery::CeleryConfig::new(url.trim(), queues, &host_id, &hostname());
+            config.queue_tenants = queue_tenants;
             config.result_expires = Duration::from_secs(args.celery_result_expires.max(1));
             config.concurrency = concurrency;
+            config.task_events = args.celery_task_events;
             config.max_input_bytes = args.max_input_bytes;
             let routes = celery::Routes::from_plugins(&plugins);
             Some(

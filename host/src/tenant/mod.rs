@@ -19,7 +19,11 @@
 //! file_area_mb = 256                 # room in the tenant's file area
 //! plugins = ["cvd", "dft"]           # allowed plugins (absent: all)
 //! queues = ["cvd_runs", "simulations"]  # allowed queues (absent: all)
+//! celery_queues = ["cvd"]            # Celery queues whose tasks this tenant owns (`--celery`)
 //! ```
+//!
+//! A Celery queue belongs to at most one tenant; tasks taken from a Celery queue no tenant lists
+//! belong to [`DEFAULT_TENANT`] (only the admin sees them when a tenants file is loaded).
 //!
 //! `host token` prints a new random token and the hash to put in the file. Tokens are compared by
 //! their SHA-256, against every tenant, without early exit, in constant time per comparison.
@@ -85,6 +89,9 @@ pub struct TenantConfig {
     pub plugins: Option<Vec<String>>,
     /// Allowed queues (all when absent).
     pub queues: Option<Vec<String>>,
+    /// Celery queues whose tasks this tenant owns (with `host run --celery`).
+    #[serde(default)]
+    pub celery_queues: Vec<String>,
 }
 
 fn default_weight() -> u32 {
@@ -215,6 +222,18 @@ impl Tenants {
             }
             digests.push((name.clone(), false, d));
         }
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, tenant) in &file.tenants {
+            for queue in &tenant.celery_queues {
+                if let Some(other) = owners.insert(queue, name)
+                    && other != name
+                {
+                    return Err(format!(
+                        "tenants.{name}.celery_queues: Celery queue {queue:?} is already claimed by tenant {other}; a Celery queue belongs to one tenant"
+                    ));
+                }
+            }
+        }
         if digests.is_empty() {
             return Err("the file defines no tenant and no admin".into());
         }
@@ -246,6 +265,15 @@ impl Tenants {
     /// The configuration of a tenant (none for the default tenant or the admin).
     pub fn config(&self, tenant: &str) -> Option<&TenantConfig> {
         self.file.as_ref()?.tenants.get(tenant)
+    }
+
+    /// The tenant of each Celery queue a tenant claims (`celery_queues`).
+    pub fn celery_queue_tenants(&self) -> BTreeMap<String, String> {
+        let Some(file) = &self.file else { return BTreeMap::new() };
+        file.tenants
+            .iter()
+            .flat_map(|(name, t)| t.celery_queues.iter().map(move |q| (q.clone(), name.clone())))
+            .collect()
     }
 
     /// Tenant names and weights (the default tenant with weight 1 without a file).
@@ -358,6 +386,28 @@ mod tests {
         assert_eq!(narrowed, LimitsRequest { fuel: Some(100), timeout_ms: Some(5), memory_mb: None });
         assert!(tenants.check_allowed(&acme, "cvd", "q").is_ok());
         assert!(tenants.check_allowed(&acme, "dft", "q").unwrap_err().contains("dft"));
+    }
+
+    #[test]
+    fn a_celery_queue_belongs_to_one_tenant() {
+        let (_, a) = new_token().unwrap();
+        let (_, b) = new_token().unwrap();
+        let text = format!(
+            "[tenants.fab-a]\ntoken_sha256 = \"{a}\"\ncelery_queues = [\"cvd\", \"dft\"]\n\
+             [tenants.fab-b]\ntoken_sha256 = \"{b}\"\ncelery_queues = [\"adr\"]\n"
+        );
+        let tenants = Tenants::parse(&text).unwrap();
+        let owners = tenants.celery_queue_tenants();
+        assert_eq!(owners.get("cvd").map(String::as_str), Some("fab-a"));
+        assert_eq!(owners.get("adr").map(String::as_str), Some("fab-b"));
+        assert_eq!(owners.len(), 3);
+        assert!(Tenants::open().celery_queue_tenants().is_empty());
+        let twice = text.replace("[\"adr\"]", "[\"adr\", \"cvd\"]");
+        let e = Tenants::parse(&twice).unwrap_err();
+        assert!(
+            e.contains("tenants.fab-b.celery_queues") && e.contains("\"cvd\"") && e.contains("fab-a"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -123,6 +123,16 @@ async fn handle_command(shared: &Shared, payload: &[u8]) {
         "reserved" | "scheduled" | "revoked" => json!([]),
         "active_queues" => active_queues(shared),
         "clock" => json!({"clock": shared.stats.tick()}),
+        "enable_events" => {
+            let was = shared.task_events.swap(true, Ordering::Relaxed);
+            tracing::info!("Celery control: task events enabled by remote");
+            json!({"ok": if was { "task events already enabled" } else { "task events enabled" }})
+        }
+        "disable_events" => {
+            let was = shared.task_events.swap(false, Ordering::Relaxed);
+            tracing::info!("Celery control: task events disabled by remote");
+            json!({"ok": if was { "task events disabled" } else { "task events already disabled" }})
+        }
         "conf" => {
             json!({"worker_concurrency": shared.config.concurrency, "result_expires": shared.config.result_expires.as_secs()})
         }
@@ -414,7 +424,11 @@ pub async fn publish_heartbeats(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// A task event (`task-received`, `task-started`, ...) with `fields` added.
-pub fn task_event(shared: &Shared, event_type: &str, uuid: &str, fields: Value) -> Value {
+/// `None` while task events are off (see [`Shared::task_events`]).
+pub fn task_event(shared: &Shared, event_type: &str, uuid: &str, fields: Value) -> Option<Value> {
+    if !shared.task_events() {
+        return None;
+    }
     let mut event = json!({
         "hostname": shared.nodename(),
         "utcoffset": 0,
@@ -427,7 +441,7 @@ pub fn task_event(shared: &Shared, event_type: &str, uuid: &str, fields: Value) 
     if let (Some(event), Value::Object(fields)) = (event.as_object_mut(), fields) {
         event.extend(fields);
     }
-    event
+    Some(event)
 }
 
 /// The channel and envelope that carry `events` as one `task.multi` message; `None` when there

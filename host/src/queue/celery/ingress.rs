@@ -370,7 +370,7 @@ pub async fn handle_batch(
                     protocol::revoked_exception("revoked").to_value(),
                     !info.ignore_result,
                 ));
-                events.push(control::task_event(
+                events.extend(control::task_event(
                     shared,
                     "task-revoked",
                     &task.id,
@@ -403,8 +403,8 @@ pub async fn handle_batch(
     let mut finished_before = Vec::new();
     for (result, id, message) in submitted {
         let submitted = result?;
-        if submitted.created {
-            events.push(control::task_event(
+        if submitted.created && shared.task_events() {
+            events.extend(control::task_event(
                 shared,
                 "task-received",
                 &id,
@@ -456,8 +456,9 @@ pub async fn handle_batch(
     if let Some((channel, payload)) = control::task_events_message(shared, &events) {
         pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
     }
+    // From the tail: the batch was pushed at the head in this order, so each is found at once.
     for raw in &messages {
-        pipe.cmd("LREM").arg(processing).arg(1).arg(raw.as_slice()).ignore();
+        pipe.cmd("LREM").arg(processing).arg(-1).arg(raw.as_slice()).ignore();
     }
     let _: RedisValue = pipe.query_async(&mut conn).await?;
     Ok(())
@@ -554,7 +555,7 @@ fn plan(shared: &Shared, queue: &str, raw: &[u8], now: i64) -> Plan {
             &id,
             json!({"exception": exception.repr(), "traceback": null}),
         );
-        Plan::Answer { writes: vec![failure(&id, exception)], event: Some(event) }
+        Plan::Answer { writes: vec![failure(&id, exception)], event }
     };
     if let Some(body) = &message.embed.chord {
         let exception = protocol::exception_for(
@@ -583,7 +584,7 @@ fn plan(shared: &Shared, queue: &str, raw: &[u8], now: i64) -> Plan {
             &id,
             json!({"terminated": false, "signum": null, "expired": true}),
         );
-        return Plan::Answer { writes: vec![write], event: Some(event) };
+        return Plan::Answer { writes: vec![write], event };
     }
     let input = match build_input(&route.arg_names, &message.args, &message.kwargs) {
         Ok(input) => input.to_string(),

@@ -20,7 +20,10 @@
 //!   cannot show: tasks that expired or were cancelled while waiting, or finished on a host that
 //!   missed the event.
 //! - [`control`] answers the pidbox (`ping`, `revoke` with `terminate`, `inspect active`,
-//!   `stats`, `registered`, ...) and publishes worker and task events for Flower.
+//!   `stats`, `registered`, `enable_events`, ...) and publishes worker events, and task events
+//!   while they are enabled, for Flower. As with a Celery worker (`worker_send_task_events`), task
+//!   events are off until `celery control enable_events` (which Flower sends every 5 s) or
+//!   `host run --celery-task-events` (Celery's `-E`); they cost a message per task and step.
 //! - [`protocol`] is the wire format, pure functions.
 //!
 //! # How a task is known to come from Celery
@@ -31,6 +34,18 @@
 //! `<prefix>:celery:inflight`, a sorted set by next check time that the reconciler walks and that
 //! the terminal result write removes it from: whoever removes it sends the follow-ups, so a chain
 //! step is sent once even when two paths see the end.
+//!
+//! # Tenants
+//! A Celery queue belongs to a tenant when the tenants file says so (`celery_queues = ["cvd"]` in
+//! `[tenants.NAME]`; a queue claimed twice is refused at load). Tasks taken from it are that
+//! tenant's: seen with its token only (404 for others), held to its `plugins`/`queues` (a refusal
+//! is a `PermissionError` in `get()`), its `fuel`/`memory_mb`/`timeout_ms` caps (a Celery
+//! `timelimit` is narrowed by them) and its `concurrent_tasks`. Its `submit_per_sec` does not
+//! apply: a Celery producer is not refused, its messages wait in Redis. A follow-up (next chain
+//! step, callback) without a queue of its own goes back to the queue of the task it follows, so
+//! a workflow stays with its tenant. Without `--celery-queues` a host serves the claimed queues
+//! too. Tasks of queues no tenant claims belong to [`DEFAULT_TENANT`], which only the admin sees
+//! when a tenants file is loaded.
 //!
 //! # Keys
 //! Besides Celery's own (`celery`, `celery-task-meta-<id>`, `<uuid>.reply.celery.pidbox`), every
@@ -44,7 +59,7 @@ pub mod protocol;
 pub mod results;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +97,10 @@ pub struct CelerySettings {
     pub alive_interval: Duration,
     /// Least time between two PROGRESS writes of one task (the last one is always written).
     pub progress_interval: Duration,
+    /// A task's STARTED is written once it has run this long without another state written; a
+    /// task that ends sooner goes straight to its final state (Celery itself writes STARTED only
+    /// with `task_track_started`).
+    pub started_after: Duration,
     /// How often the reconciler looks at tasks in flight.
     pub reconcile_interval: Duration,
     /// A task in flight is first checked by the reconciler this long after it was taken.
@@ -105,6 +124,7 @@ impl Default for CelerySettings {
             alive_ttl: Duration::from_secs(15),
             alive_interval: Duration::from_secs(3),
             progress_interval: Duration::from_millis(200),
+            started_after: Duration::from_millis(100),
             reconcile_interval: Duration::from_secs(2),
             reconcile_after: Duration::from_secs(10),
             reconcile_grace: Duration::from_secs(3),
@@ -134,6 +154,9 @@ pub struct CeleryConfig {
     pub hostname: String,
     /// Worker slots, for `stats`.
     pub concurrency: usize,
+    /// Send task events (for Flower) from the start, as `celery worker -E`; otherwise only once
+    /// a client sends `enable_events`.
+    pub task_events: bool,
     /// Largest input accepted, in bytes.
     pub max_input_bytes: usize,
     /// Timings.
@@ -152,6 +175,7 @@ impl CeleryConfig {
             host_id: host_id.to_owned(),
             hostname: hostname.to_owned(),
             concurrency: 1,
+            task_events: false,
             max_input_bytes: 1 << 20,
             settings: CelerySettings::default(),
         }
@@ -457,6 +481,8 @@ pub struct Shared {
     pub stats: Stats,
     /// When the ingress started.
     pub started: Instant,
+    /// Whether task events are sent (`enable_events` / `disable_events`).
+    pub task_events: AtomicBool,
 }
 
 impl Shared {
@@ -471,6 +497,11 @@ impl Shared {
     /// This host's Celery node name.
     pub fn nodename(&self) -> String {
         self.config.nodename()
+    }
+
+    /// True while task events are sent.
+    pub fn task_events(&self) -> bool {
+        self.task_events.load(Ordering::Relaxed)
     }
 }
 
@@ -514,6 +545,7 @@ pub async fn start(
     }
     let shared = Arc::new(Shared {
         keys: Keys::new(&config.key_prefix),
+        task_events: AtomicBool::new(config.task_events),
         channels: Channels { db },
         config,
         conn,

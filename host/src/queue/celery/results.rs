@@ -4,23 +4,29 @@
 //! The writer follows the host's [`EventHub`](crate::events::EventHub) (every event stored on
 //! this host) and keeps only the events of tasks that have a Celery record ([`TaskInfo`]; looked
 //! up once per task, batched, and cached). It works in batches: whatever events are waiting are
-//! taken at once, each task's last state in the batch wins (a no-op task's STARTED and SUCCESS in
-//! one batch write SUCCESS only), and the writes go out in one pipeline.
+//! taken at once, each task's last state in the batch wins (a PROGRESS and the SUCCESS after it in
+//! one batch write SUCCESS only), and the writes of a batch go out in one script call.
 //!
 //! | event | Celery state | meta (`result`) |
 //! | --- | --- | --- |
-//! | `run_started` | STARTED | `{"pid", "hostname"}` |
+//! | `run_started` | STARTED, once the task has run [`CelerySettings::started_after`] without another state written | `{"pid", "hostname"}` |
 //! | `progress_update`, `metrics_update` | PROGRESS | `{"progress": percent, ...}` with the fields of the latest of each, at most every [`CelerySettings::progress_interval`] per task |
 //! | `run_retrying` | RETRY | the exception |
 //! | `run_completed` | SUCCESS | the result |
 //! | `run_failed` | FAILURE (REVOKED when expired) | `{"exc_type", "exc_message", "exc_module"}` |
 //! | `run_cancelled` | REVOKED | `TaskRevokedError('terminated' or 'revoked')` |
 //!
-//! Every write is one script: `GET` (a SUCCESS is never overwritten, and a finished task never
+//! STARTED is held back for a short while: Celery writes it only with `task_track_started`, and a
+//! task that ends sooner goes straight to its final state, which saves a result write (and a
+//! message to every waiting client) per short task. A task that runs longer shows STARTED as
+//! before.
+//!
+//! Each write is, atomically: `GET` (a SUCCESS is never overwritten, and a finished task never
 //! goes back to PROGRESS), `SETEX`, `PUBLISH`, and for a final state `ZREM` from the in-flight set.
 //! That is Celery's `GET` + `MULTI(SETEX, PUBLISH)` without the gap between them, and the `ZREM`
 //! decides who sends the follow-ups (a chain's next step, `link` callbacks on success, `link_error`
-//! errbacks on failure): only the writer that removed the id does.
+//! errbacks on failure): only the writer that removed the id does. The writer does the writes of
+//! a batch in one script call ([`write_batch`]), up to [`WRITES_PER_CALL`] at a time.
 //!
 //! The reconciler covers what no event shows on a host running the ingress: a task that expired
 //! or was cancelled while it waited, one that ended on a host without `--celery`, events lost by a
@@ -29,10 +35,11 @@
 //! checks the others again later.
 //!
 //! [`CelerySettings::progress_interval`]: super::CelerySettings::progress_interval
+//! [`CelerySettings::started_after`]: super::CelerySettings::started_after
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use redis::Pipeline;
 use serde_json::{Map, Value, json};
@@ -69,6 +76,45 @@ if ARGV[5] == '1' then
 end
 return claimed
 ";
+
+/// [`WRITE_RESULT`] for many writes at once. KEYS: the in-flight set, then one result key per
+/// write. ARGV: expiry seconds, then per write: meta JSON, task id, '1' for a final state, '1' to
+/// store. Returns per write 1 when it took the id out of the in-flight set.
+const WRITE_RESULTS: &str = r"
+local claimed = {}
+for i = 2, #KEYS do
+  local a = (i - 2) * 4 + 2
+  local meta, id, final, store = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local result = nil
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    local ok, m = pcall(cjson.decode, current)
+    if ok and type(m) == 'table' then
+      if m['status'] == 'SUCCESS' then
+        if final == '1' then redis.call('ZREM', KEYS[1], id) end
+        result = 0
+      elseif final ~= '1' and (m['status'] == 'FAILURE' or m['status'] == 'REVOKED') then
+        result = 0
+      end
+    end
+  end
+  if result == nil then
+    result = 1
+    if final == '1' then result = redis.call('ZREM', KEYS[1], id) end
+    if store == '1' then
+      redis.call('SETEX', KEYS[i], ARGV[1], meta)
+      redis.call('PUBLISH', KEYS[i], meta)
+    end
+  end
+  claimed[#claimed + 1] = result
+end
+return claimed
+";
+
+static WRITE_RESULTS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(WRITE_RESULTS));
+
+/// Most writes in one call of the batch script (a call blocks Redis while it runs).
+pub const WRITES_PER_CALL: usize = 128;
 
 /// Most events handled in one batch.
 const BATCH_EVENTS: usize = 1024;
@@ -119,6 +165,39 @@ pub fn add_write(pipe: &mut Pipeline, shared: &Shared, write: &ResultWrite, now:
         .arg(u8::from(write.store));
 }
 
+/// Does `writes` with [`WRITE_RESULTS`], [`WRITES_PER_CALL`] per call; returns for each write
+/// whether it settled the task (took it out of the in-flight set).
+pub async fn write_batch(
+    shared: &Shared,
+    writes: &[ResultWrite],
+    now: Millis,
+) -> redis::RedisResult<Vec<bool>> {
+    let mut conn = shared.conn.clone();
+    let mut claimed = Vec::with_capacity(writes.len());
+    for chunk in writes.chunks(WRITES_PER_CALL) {
+        let mut invocation = WRITE_RESULTS_SCRIPT.key(shared.keys.inflight());
+        invocation.arg(shared.config.result_expires.as_secs().max(1));
+        for write in chunk {
+            let meta = protocol::result_meta(
+                write.state,
+                &write.task_id,
+                write.result.clone(),
+                write.traceback.as_deref(),
+                now,
+            );
+            invocation
+                .key(protocol::result_key(&write.task_id))
+                .arg(meta)
+                .arg(&write.task_id)
+                .arg(u8::from(write.state.is_ready()))
+                .arg(u8::from(write.store));
+        }
+        let replies: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        claimed.extend(replies.into_iter().map(|c| c == 1));
+    }
+    Ok(claimed)
+}
+
 /// How a task ended, for its follow-ups.
 #[derive(Debug, Clone)]
 enum Ending {
@@ -138,6 +217,8 @@ struct Tracked {
     last_progress_write: Option<Instant>,
     dirty: bool,
     started: bool,
+    /// When it started, while its STARTED is held back (cleared once any state is written).
+    started_pending: Option<Instant>,
     /// Its last event here (a task that ended on another host is forgotten after a while).
     last_event: Instant,
 }
@@ -155,7 +236,7 @@ const KNOWN_LIMIT: usize = 100_000;
 
 /// A followed task silent for this long (it ended elsewhere, or its end was missed and is left to
 /// the reconciler) is forgotten.
-const FORGET_SILENT_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+const FORGET_SILENT_AFTER: Duration = Duration::from_secs(3600);
 
 fn relevant(event_type: &str) -> bool {
     matches!(
@@ -177,7 +258,10 @@ pub async fn write_results(
     stop: CancellationToken,
 ) {
     let mut writer = Writer::default();
-    let mut tick = tokio::time::interval(shared.config.settings.progress_interval);
+    let settings = &shared.config.settings;
+    let mut tick = tokio::time::interval(
+        settings.progress_interval.min(settings.started_after / 2).max(Duration::from_millis(10)),
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut batch = Vec::new();
@@ -266,15 +350,15 @@ impl Writer {
                 last_progress_write: None,
                 dirty: false,
                 started: false,
+                started_pending: None,
                 last_event: Instant::now(),
             });
             tracked.last_event = Instant::now();
             match event.event_type.as_str() {
                 kind::RUN_STARTED => {
                     tracked.started = true;
-                    let meta = json!({"pid": std::process::id(), "hostname": shared.nodename()});
-                    put(ResultWrite::ready(id, State::Started, meta, store), &mut writes);
-                    flower.push(control::task_event(shared, "task-started", id, json!({})));
+                    tracked.started_pending = Some(Instant::now());
+                    flower.extend(control::task_event(shared, "task-started", id, json!({})));
                 }
                 kind::PROGRESS_UPDATE | "metrics_update" => {
                     if let Value::Object(data) = &event.data {
@@ -291,6 +375,7 @@ impl Writer {
                     tracked.dirty = true;
                     if tracked.last_progress_write.is_none_or(|t| t.elapsed() >= interval) {
                         tracked.dirty = false;
+                        tracked.started_pending = None;
                         tracked.last_progress_write = Some(Instant::now());
                         let meta = Value::Object(tracked.meta.clone());
                         put(ResultWrite::ready(id, State::Progress, meta, store), &mut writes);
@@ -298,7 +383,7 @@ impl Writer {
                 }
                 kind::RUN_RETRYING => {
                     let (exception, traceback) = exception_of(&event.data);
-                    flower.push(control::task_event(
+                    flower.extend(control::task_event(
                         shared,
                         "task-retried",
                         id,
@@ -306,6 +391,7 @@ impl Writer {
                     ));
                     let mut write = ResultWrite::ready(id, State::Retry, exception.to_value(), store);
                     write.traceback = Some(traceback);
+                    tracked.started_pending = None;
                     put(write, &mut writes);
                 }
                 _ => {
@@ -320,11 +406,15 @@ impl Writer {
                             };
                             let runtime =
                                 event.data.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0;
-                            let repr = truncate(result.to_string(), 1024);
+                            let flower_event = if shared.task_events() {
+                                json!({"result": truncate(result.to_string(), 1024), "runtime": runtime})
+                            } else {
+                                Value::Null
+                            };
                             (
                                 ResultWrite::ready(id, State::Success, result.clone(), store),
                                 Ending::Success(result),
-                                json!({"result": repr, "runtime": runtime}),
+                                flower_event,
                             )
                         }
                         kind::RUN_CANCELLED => {
@@ -345,7 +435,7 @@ impl Writer {
                         Ending::Failure => "task-failed",
                         Ending::Revoked => "task-revoked",
                     };
-                    flower.push(control::task_event(shared, event_type, id, flower_event));
+                    flower.extend(control::task_event(shared, event_type, id, flower_event));
                     write.store = store;
                     put(write, &mut writes);
                     endings.insert(id.to_owned(), (info, ending));
@@ -355,30 +445,33 @@ impl Writer {
         if self.tracked.len() > 1000 {
             self.tracked.retain(|_, t| t.last_event.elapsed() < FORGET_SILENT_AFTER);
         }
-        // PROGRESS held back by the interval, now due.
+        // PROGRESS held back by the interval, and STARTED held back, now due.
+        let started_after = shared.config.settings.started_after;
         for (id, tracked) in &mut self.tracked {
+            if tracked.started_pending.is_some_and(|t| t.elapsed() >= started_after) {
+                tracked.started_pending = None;
+                let meta = json!({"pid": std::process::id(), "hostname": shared.nodename()});
+                put(ResultWrite::ready(id, State::Started, meta, !tracked.info.ignore_result), &mut writes);
+            }
             if tracked.dirty && tracked.last_progress_write.is_none_or(|t| t.elapsed() >= interval) {
                 tracked.dirty = false;
+                tracked.started_pending = None;
                 tracked.last_progress_write = Some(Instant::now());
                 let meta = Value::Object(tracked.meta.clone());
                 put(ResultWrite::ready(id, State::Progress, meta, !tracked.info.ignore_result), &mut writes);
             }
         }
-        if writes.is_empty() {
+        if writes.is_empty() && flower.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for write in &writes {
-            add_write(&mut pipe, shared, write, now);
-        }
+        let claimed = write_batch(shared, &writes, now).await?;
         let mut conn = shared.conn.clone();
-        let claimed: Vec<i64> = pipe.query_async(&mut conn).await?;
         let mut pipe = redis::pipe();
         let mut follow = false;
         for (write, claimed) in writes.iter().zip(claimed) {
             let Some((info, ending)) = endings.get(&write.task_id) else { continue };
             shared.stats.finished(&info.name);
-            if claimed == 1 {
+            if claimed {
                 for (list, message) in follow_ups(shared, &write.task_id, info, ending) {
                     pipe.cmd("LPUSH").arg(list).arg(message).ignore();
                     follow = true;
@@ -439,9 +532,15 @@ async fn stored_result(shared: &Shared, id: &str) -> Value {
     }
 }
 
-/// The Celery queue a follow-up goes to when its signature names none: the queue of the plugin
+/// The Celery queue a follow-up goes to when its signature names none: the queue it came from
+/// when a tenant owns that queue and it is consumed (a workflow stays with its tenant), else the queue of the plugin
 /// that answers to it when that queue is consumed, else `celery`.
-fn default_queue_for(shared: &Shared, task: &str) -> String {
+fn default_queue_for(shared: &Shared, task: &str, from_queue: &str) -> String {
+    if shared.config.queue_tenants.contains_key(from_queue)
+        && shared.config.queues.iter().any(|q| q == from_queue)
+    {
+        return from_queue.to_owned();
+    }
     shared
         .routes
         .get(task)
@@ -461,7 +560,7 @@ fn follow_ups(shared: &Shared, id: &str, info: &TaskInfo, ending: &Ending) -> Ve
         expand(sig)
             .into_iter()
             .map(|(sig, chain)| {
-                let queue = default_queue_for(shared, sig.task());
+                let queue = default_queue_for(shared, sig.task(), &info.celery_queue);
                 let mut out = OutgoingTask::from_signature(
                     &sig,
                     leading.clone(),
