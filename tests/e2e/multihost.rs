@@ -123,3 +123,33 @@ async fn hosts_killed_and_restarted_at_random_lose_no_task_and_record_one_outcom
     );
     assert!(run_twice >= 1, "the kills interrupted running tasks, which must have run again");
 }
+
+#[tokio::test]
+async fn watchers_on_another_host_get_every_event_in_order_then_the_close() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = host_on(&redis, dir.path(), "a", "30").await;
+    // b consumes a queue nobody uses: the task runs on a, and b learns of its events only from the
+    // store, through the one poller it keeps for the task.
+    let mut options = HostOptions::new(&dir.path().join("b"));
+    options.extra = vec!["--redis".into(), redis.url(), "--queues".into(), "idle".into()];
+    let b = Host::start_with(options).await.unwrap();
+    let id = a.submit(json!({"plugin": "hello", "input": {"name": "far", "spin_ms": 3000}})).await;
+    let url = b.ws(&format!("/ws/tasks/{id}"));
+    let watchers: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { taskhost_e2e::read_task_stream(&url).await })
+        })
+        .collect();
+    let task = a.wait_finished(&id, MINUTE).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let (_, stored) = b.call(Method::GET, &format!("/api/v1/tasks/{id}/events"), None).await;
+    let stored = stored["events"].as_array().unwrap().len() as u64;
+    for watcher in watchers {
+        let events = watcher.await.unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=stored).collect::<Vec<_>>(), "every stored event, in order, once");
+        assert_eq!(events.last().unwrap()["event_type"], "run_completed");
+    }
+}

@@ -139,7 +139,8 @@ async fn main() -> anyhow::Result<()> {
     let me = std::process::id();
 
     // GET /queues on a quiet host, for comparison.
-    let (quiet_queues, quiet_health) = probe_queues(&host.base, 300, Duration::from_millis(5), None).await?;
+    let (quiet_queues, quiet_health) =
+        probe_on_own_thread(host.base.clone(), 300, Duration::from_millis(5), Duration::ZERO, None).await??;
 
     // Two sleepers hold both slots; the streaming run waits behind them.
     let mut sleepers = Vec::new();
@@ -222,15 +223,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let interval =
         Duration::from_secs_f64(args.stream_secs as f64 * 0.8 / args.queues_requests.max(1) as f64);
-    let probe = {
-        let base = host.base.clone();
-        let requests = args.queues_requests;
-        let dump = args.dump.as_ref().map(|d| d.with_extension("probe"));
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            probe_queues(&base, requests, interval, dump).await
-        })
-    };
+    let probe = probe_on_own_thread(
+        host.base.clone(),
+        args.queues_requests,
+        interval,
+        Duration::from_secs(2),
+        args.dump.as_ref().map(|d| d.with_extension("probe")),
+    );
     let mut reports = Vec::with_capacity(watchers);
     let wait = Duration::from_secs(args.stream_secs + 90);
     for handle in handles {
@@ -400,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
          (VmRSS after {} s settle − VmRSS before) / watchers. The sleepers are cancelled, the run streams \
          {:.0} simulated s at {speedup}x (one sample every {report_interval_sec} simulated s); delivery latency = \
          receipt time − the event's `ts` (whole ms, so up to 1 ms high), live events only. `GET /api/v1/queues`: \
-         {} requests one after another on one keep-alive connection, one every {:.0} ms, from 2 s into the run, each followed by a `GET /healthz`.",
+         {} requests one after another on one keep-alive connection, one every {:.0} ms, from 2 s into the run, each followed by a `GET /healthz`, from a thread and runtime of their own.",
         args.host_log,
         nproc(),
         args.connect_parallelism,
@@ -476,6 +475,32 @@ async fn watch(
         }
     }
     report
+}
+
+/// [`probe_queues`] after `delay`, on a thread and runtime of its own: the watchers' runtime is
+/// busy reading every burst, and a request waiting there behind them would time the generator,
+/// not the host.
+fn probe_on_own_thread(
+    base: String,
+    requests: usize,
+    interval: Duration,
+    delay: Duration,
+    dump: Option<std::path::PathBuf>,
+) -> tokio::sync::oneshot::Receiver<anyhow::Result<(Summary, Summary)>> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let probed =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Into::into).and_then(
+                |runtime| {
+                    runtime.block_on(async {
+                        tokio::time::sleep(delay).await;
+                        probe_queues(&base, requests, interval, dump).await
+                    })
+                },
+            );
+        let _ = done.send(probed);
+    });
+    result
 }
 
 /// `requests` GETs of `/api/v1/queues`, one every `interval`, on one keep-alive connection, each

@@ -381,7 +381,7 @@ async fn queue_stream_inner(state: AppState, tenant: crate::tenant::Tenant, mut 
 }
 
 async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Option<Value> {
-    let stats = state.broker.queue_stats(tenant.scope()).await.ok()?;
+    let stats = state.hub.queue_stats(tenant.scope()).await.ok()?;
     let workers_online =
         super::tasks::worker_views(state).await.map(|w| w.iter().filter(|w| w.online).count()).unwrap_or(0);
     let sum = |f: fn(&crate::queue::QueueStats) -> u64| stats.iter().map(f).sum::<u64>();

@@ -37,6 +37,9 @@ use tokio::time::Instant;
 
 use crate::queue::{Broker, BrokerError, Millis, now_ms};
 
+mod queue_stats;
+pub use queue_stats::{MAX_AGE as QUEUE_STATS_MAX_AGE, changes_counts};
+
 /// Event types the host itself emits. Plugins emit their own (`metrics_update`, `warning`, ...)
 /// but may not use these.
 pub mod kind {
@@ -180,6 +183,7 @@ struct HubShared {
     all: broadcast::Sender<Arc<Event>>,
     /// The channels of followed tasks. An entry lives as long as a follower holds its channel.
     tasks: Mutex<HashMap<String, Weak<TaskChannel>>>,
+    queue_stats: queue_stats::QueueStatsCache,
 }
 
 impl HubShared {
@@ -193,7 +197,8 @@ impl EventHub {
     /// A hub over `broker`'s event storage.
     pub fn new(broker: Arc<dyn Broker>) -> Self {
         let (all, _) = broadcast::channel(FANOUT_CAPACITY);
-        EventHub { shared: Arc::new(HubShared { broker, all, tasks: Mutex::new(HashMap::new()) }) }
+        let tasks = Mutex::new(HashMap::new());
+        EventHub { shared: Arc::new(HubShared { broker, all, tasks, queue_stats: Default::default() }) }
     }
 
     /// Stores events for `task_id` and publishes them.
@@ -216,12 +221,19 @@ impl EventHub {
     /// Publishes stored events of one task, in order: one message on the task's channel (if it is
     /// followed), one per event on the host-wide channel.
     fn publish_batch(&self, task_id: &str, events: Vec<Arc<Event>>) {
+        self.note_count_changes(events.iter().map(|e| e.as_ref()));
         if let Some(channel) = self.channel_if_followed(task_id) {
             channel.publish(events.iter().cloned().map(|e| Arc::new(LiveEvent::new(e))).collect());
         }
         for event in events {
             // No receivers is normal: nobody is watching.
             let _ = self.shared.all.send(event);
+        }
+    }
+
+    fn note_count_changes<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
+        if events.into_iter().any(changes_counts) {
+            self.shared.queue_stats.changed();
         }
     }
 
@@ -335,6 +347,7 @@ async fn poll_when_quiet(hub: EventHub, channel: Weak<TaskChannel>) {
         let since = task.known_seq.load(Ordering::Relaxed);
         match hub.history(&task.task_id, since, HISTORY_PAGE).await {
             Ok(stored) if !stored.is_empty() => {
+                hub.note_count_changes(&stored);
                 task.publish(stored.into_iter().map(|e| Arc::new(LiveEvent::new(Arc::new(e)))).collect());
             }
             Ok(_) => task.heard(),
@@ -471,9 +484,14 @@ mod tests {
     async fn hub_with_task() -> (EventHub, Arc<dyn Broker>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::open(dir.path()).unwrap());
+        submit(&broker, "t1").await;
+        (EventHub::new(broker.clone()), broker, dir)
+    }
+
+    async fn submit(broker: &Arc<dyn Broker>, id: &str) {
         broker
             .submit(NewTask {
-                id: "t1".to_owned(),
+                id: id.to_owned(),
                 tenant: "acme".to_owned(),
                 plugin: "echo".to_owned(),
                 task_name: "echo".to_owned(),
@@ -488,7 +506,6 @@ mod tests {
             })
             .await
             .unwrap();
-        (EventHub::new(broker.clone()), broker, dir)
     }
 
     fn events(kinds: &[&str]) -> Vec<NewEvent> {
@@ -605,5 +622,25 @@ mod tests {
         let mut all = hub.subscribe();
         hub.append("t1", events(&["log"])).await.unwrap();
         assert_eq!(all.recv().await.unwrap().seq, 1);
+    }
+
+    #[tokio::test]
+    async fn queue_counts_follow_the_status_changes_the_hub_sees_at_once_and_the_others_soon() {
+        let (hub, broker, _dir) = hub_with_task().await;
+        let pending = |stats: Vec<crate::queue::QueueStats>| stats.iter().map(|q| q.pending).sum::<u64>();
+        assert_eq!(pending(hub.queue_stats(None).await.unwrap()), 1);
+        assert_eq!(pending(hub.queue_stats(Some("acme")).await.unwrap()), 1);
+        assert_eq!(pending(hub.queue_stats(Some("nobody")).await.unwrap()), 0);
+        // A change the hub sees (a task starting, here only its event) makes the snapshot stale.
+        submit(&broker, "t2").await;
+        hub.append("t1", events(&[kind::RUN_STARTED])).await.unwrap();
+        assert_eq!(pending(hub.queue_stats(None).await.unwrap()), 2);
+        // One it does not see shows within the snapshot's age.
+        submit(&broker, "t3").await;
+        let deadline = Instant::now() + QUEUE_STATS_MAX_AGE + Duration::from_secs(10);
+        while pending(hub.queue_stats(None).await.unwrap()) != 3 {
+            assert!(Instant::now() < deadline, "a submission never showed in the counts");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
