@@ -22,8 +22,10 @@
 //! | `…{q}:dead` | zset | dead tasks (retries exhausted, delivered too often, undecodable), by time of death |
 //! | `…{q}:dead-letters` | stream | foreign or malformed stream entries, with the reason |
 //! | `…{q}:all` | zset | every task of the queue, by creation time in µs (listing, newest first) |
-//! | `…{q}:counts` | hash | tasks per status (`queued`, `running`, ...), in all and per tenant (`queued@acme`) |
+//! | `…{q}:counts` | hash | tasks per status (`queued`, `running`, ...), in all and per tenant (`queued@acme`); `turn`, the lease turn counter |
 //! | `…{q}:wake` | stream | a short signal stream, appended whenever work becomes runnable; idle hosts block on it |
+//! | `…{q}:weights` | hash | tenant → weight, for tenants whose weight is not 1 ([`Broker::set_tenant_policies`]) |
+//! | `…{q}:quotas` | hash | tenant → most tasks running at once |
 //!
 //! # How each guarantee is met
 //! - **Atomic steps.** Every state change is one Lua script on the queue's node: submit, lease,
@@ -56,12 +58,22 @@
 //!   script promotes due ones (whichever host gets there first) and expires waiting tasks whose
 //!   time passed (`expiry`).
 //! - **Idempotent submit.** `SET <prefix>:id:<id> <queue> NX` claims the id; the submit script
-//!   creates the record only if it is absent, so a repeated submit returns the first task.
+//!   creates the record only if it is absent, so a repeated submit returns the first task. On a
+//!   standalone server the script claims the id itself (one round trip); on a Cluster the id's
+//!   key lives on another node than the queue, so the host claims it first.
 //! - **Cancellation.** A waiting task ends `cancelled` and its entry is deleted; a running one is
 //!   flagged (read by `renew`) and its id is published on `<prefix>:cancel`.
 //! - **Priorities.** High first, then normal, then low, except on weighted turns: one lease in 8
 //!   looks at normal first and one in 32 at low first, so that no priority starves entirely.
-//!   Tenants of a queue are taken in turn within a priority.
+//! - **Tenants.** Within a priority, tenants take turns by weight: of every sum-of-weights
+//!   leases, a tenant of weight w leads w (spread out), the others following in name order when
+//!   it has nothing waiting. The turn counter lives in the queue's `counts`, so every host takes
+//!   the same turns. A tenant whose running tasks reached its quota is passed over inside the
+//!   lease script, which also starts the attempt: however many hosts lease at once, the quota is
+//!   never overshot. On a standalone server the count is the tenant's running tasks in every
+//!   queue; on a Cluster a script sees only its own queue's node, so the quota holds per queue.
+//!   A finish of a tenant with a quota signals `wake`, so hosts that passed over its tasks look
+//!   again.
 //! - **Dead letters.** Dead tasks are listed in `dead` with their reason in the record;
 //!   [`Broker::retry_dead`] queues them again. A stream entry that names no known task, or a task
 //!   that does not expect it, is moved to `dead-letters` with the reason, and consumption goes on.
@@ -75,6 +87,16 @@
 //!   entry to a host before any of its workers holds a lease on it. Waiting returns at once
 //!   while the queue counts waiting tasks, unless leases right after such returns kept finding
 //!   nothing (a stranded entry, until the sweep): then it waits for a signal instead of spinning.
+//!
+//! # Batches
+//! A host's concurrent calls of one kind travel together: submits, leases (one per idle slot),
+//! finishes, event appends and looks at when work is due each go through a `Combiner`, which
+//! sends everything waiting at that instant as one script call per queue, while the previous
+//! batch is in flight. A lone call goes at once (no added latency when idle); under load the
+//! batches grow by themselves, and the housekeeping of a lease (due start times, expiries,
+//! lapsed leases, the tenants' policies) runs once per batch instead of once per task. A lease
+//! batch only carries slots that asked, so a host never holds tasks it cannot start. Counts are
+//! added up inside a batch script and written once, and a batch sends one wake signal.
 //!
 //! # Connections
 //! Commands go through a [`ConnectionManager`] (standalone) or a cluster connection (Cluster,
@@ -351,6 +373,7 @@ local COUNTED = {{queued = true, scheduled = true, retrying = true, running = tr
 -- Batch scripts set this to a table: counts then add up in it and `flush_counts` writes each
 -- changed field once, instead of two HINCRBYs per task.
 local DEFERRED = nil
+local WAKE_PENDING = false
 local function count(tenant, status, by)
   if COUNTED[status] then
     if DEFERRED then
@@ -369,6 +392,10 @@ local function flush_counts()
       if by ~= 0 then redis.call('HINCRBY', K_COUNTS, f, by) end
     end
     DEFERRED = {{}}
+  end
+  if WAKE_PENDING then
+    redis.call('XADD', K_WAKE, 'MAXLEN', '~', '100', '*', 'w', '1')
+    WAKE_PENDING = false
   end
 end
 -- The same escaping as the host's `escape`: a queue name inside a key.
@@ -396,8 +423,13 @@ local function append_event(id, etype, data, ts)
   return seq
 end
 
+-- One signal per script: batch scripts send it with `flush_counts`.
 local function wake()
-  redis.call('XADD', K_WAKE, 'MAXLEN', '~', '100', '*', 'w', '1')
+  if DEFERRED then
+    WAKE_PENDING = true
+  else
+    redis.call('XADD', K_WAKE, 'MAXLEN', '~', '100', '*', 'w', '1')
+  end
 end
 
 local function released_score(rank)
@@ -492,47 +524,63 @@ end
     )
 });
 
-/// `ARGV[4..]`: id, tenant, plugin, task_name, queue, input, rank, not_before, expires_at,
-/// max_retries, limits, files, then the id's index key and the set of queues, or two empty
-/// strings when the host claimed the id itself (on a Cluster the index lives on another node).
-/// Returns `{'created', created_at, status}`, `{'exists', hgetall}`, or `{'elsewhere', queue}`
-/// when the id is already taken by a task of another queue.
+/// Arguments per task of the submit script.
+const SUBMIT_ARGS: usize = 14;
+
+/// `ARGV[4..]`: per task, [`SUBMIT_ARGS`] arguments: id, tenant, plugin, task_name, queue,
+/// input, rank, not_before, expires_at, max_retries, limits, files, then the id's index key and
+/// the set of queues, or two empty strings when the host claimed the id itself (on a Cluster the
+/// index lives on another node). Returns per task `{'created', created_at, status}`,
+/// `{'exists', hgetall}`, or `{'elsewhere', queue}` when the id is already taken by a task of
+/// another queue.
 const SUBMIT: &str = r#"
-local id, tenant, rank, nb, ex = ARGV[4], ARGV[5], ARGV[10], ARGV[11], ARGV[12]
-local index_key = ARGV[16]
-if index_key ~= '' then
-  if not redis.call('SET', index_key, ARGV[8], 'NX') then
-    local existing = redis.call('GET', index_key)
-    if existing and existing ~= ARGV[8] then return {'elsewhere', existing} end
-    if not existing then redis.call('SET', index_key, ARGV[8]) end
+local function submit(a, nth)
+  local id, tenant, queue, rank, nb, ex = ARGV[a], ARGV[a + 1], ARGV[a + 4], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+  local index_key = ARGV[a + 12]
+  if index_key ~= '' then
+    if not redis.call('SET', index_key, queue, 'NX') then
+      local existing = redis.call('GET', index_key)
+      if existing and existing ~= queue then return {'elsewhere', existing} end
+      if not existing then redis.call('SET', index_key, queue) end
+    end
+    redis.call('SADD', ARGV[a + 13], queue)
   end
-  redis.call('SADD', ARGV[17], ARGV[8])
+  local t = k_task(id)
+  if redis.call('EXISTS', t) == 1 then
+    return {'exists', redis.call('HGETALL', t)}
+  end
+  local status = 'queued'
+  if nb ~= '' and tonumber(nb) > NOW then status = 'scheduled' end
+  redis.call('HSET', t, 'id', id, 'tenant', tenant, 'plugin', ARGV[a + 2], 'task_name', ARGV[a + 3],
+             'queue', queue, 'input', ARGV[a + 5], 'priority', rank, 'max_retries', ARGV[a + 9],
+             'limits', ARGV[a + 10], 'files', ARGV[a + 11], 'status', status, 'progress', '0', 'message', '',
+             'attempts', '0', 'event_seq', '0', 'cancel_requested', '0', 'created_at', num(NOW),
+             'created_us', num(NOW_US + nth))
+  if nb ~= '' then redis.call('HSET', t, 'not_before', nb) end
+  if ex ~= '' then
+    redis.call('HSET', t, 'expires_at', ex)
+    redis.call('ZADD', K_EXPIRY, ex, id)
+  end
+  -- Tasks of one batch keep their order in the listing.
+  redis.call('ZADD', K_ALL, num(NOW_US + nth), id)
+  count(tenant, status, 1)
+  if status == 'scheduled' then
+    redis.call('SADD', K_TENANTS, tenant)
+    redis.call('ZADD', K_DELAYED, nb, id)
+    wake()
+  else
+    enqueue(id, tenant, rank)
+  end
+  return {'created', num(NOW), status}
 end
-local t = k_task(id)
-if redis.call('EXISTS', t) == 1 then
-  return {'exists', redis.call('HGETALL', t)}
+
+DEFERRED = {}
+local out = {}
+for a = 4, #ARGV, 14 do
+  table.insert(out, submit(a, #out))
 end
-local status = 'queued'
-if nb ~= '' and tonumber(nb) > NOW then status = 'scheduled' end
-redis.call('HSET', t, 'id', id, 'tenant', tenant, 'plugin', ARGV[6], 'task_name', ARGV[7],
-           'queue', ARGV[8], 'input', ARGV[9], 'priority', rank, 'max_retries', ARGV[13],
-           'limits', ARGV[14], 'files', ARGV[15], 'status', status, 'progress', '0', 'message', '', 'attempts', '0',
-           'event_seq', '0', 'cancel_requested', '0', 'created_at', num(NOW), 'created_us', num(NOW_US))
-if nb ~= '' then redis.call('HSET', t, 'not_before', nb) end
-if ex ~= '' then
-  redis.call('HSET', t, 'expires_at', ex)
-  redis.call('ZADD', K_EXPIRY, ex, id)
-end
-redis.call('ZADD', K_ALL, num(NOW_US), id)
-count(tenant, status, 1)
-if status == 'scheduled' then
-  redis.call('SADD', K_TENANTS, tenant)
-  redis.call('ZADD', K_DELAYED, nb, id)
-  wake()
-else
-  enqueue(id, tenant, rank)
-end
-return {'created', num(NOW), status}
+flush_counts()
+return out
 "#;
 
 /// `ARGV[4..]`: lease_ms, the key prefix of every queue and the set of queues (two empty
@@ -1215,6 +1263,8 @@ pub struct RedisBroker {
     queue_of: Arc<Mutex<HashMap<String, String>>>,
     /// What batches need of this broker.
     link: Link,
+    /// Concurrent submits, one script call per queue.
+    submits: Combiner<SubmitRequest, Result<Vec<Value>, String>>,
     /// Concurrent leases of this host's idle slots, sent as one script call per queue.
     leases: Combiner<LeaseRequest, Result<Option<Lease>, String>>,
     /// Concurrent finishes, one script call per queue.
@@ -1268,6 +1318,7 @@ impl RedisBroker {
             futile_wakes: AtomicU32::new(0),
             promised: AtomicBool::new(false),
             queue_of,
+            submits: Combiner::new(),
             leases: Combiner::new(),
             finishes: Combiner::new(),
             appends: Combiner::new(),
@@ -1632,6 +1683,47 @@ impl Link {
     fn standalone(&self, value: String) -> String {
         if self.cluster { String::new() } else { value }
     }
+}
+
+/// One task to submit: the submit script's arguments for it, on `queue`.
+struct SubmitRequest {
+    queue: String,
+    args: Vec<Vec<u8>>,
+}
+
+/// Submits a batch of tasks: one script call per queue. Each answer is the script's reply for
+/// that task.
+async fn submit_batch(link: Link, requests: Vec<SubmitRequest>) -> Vec<Result<Vec<Value>, String>> {
+    let mut by_queue: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        match by_queue.iter_mut().find(|(q, _)| *q == request.queue) {
+            Some((_, members)) => members.push(i),
+            None => by_queue.push((&request.queue, vec![i])),
+        }
+    }
+    let calls = by_queue.iter().map(|(queue, members)| {
+        let args: Vec<Vec<u8>> = members.iter().flat_map(|&i| requests[i].args.iter().cloned()).collect();
+        let link = &link;
+        async move { link.run::<Vec<Vec<Value>>>(&SCRIPTS.submit, queue, args).await }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut answers: Vec<Result<Vec<Value>, String>> =
+        requests.iter().map(|_| Err("no reply from the submit script".to_owned())).collect();
+    for ((_, members), reply) in by_queue.iter().zip(replies) {
+        match reply {
+            Ok(replies) => {
+                for (&i, reply) in members.iter().zip(replies) {
+                    answers[i] = Ok(reply);
+                }
+            }
+            Err(error) => {
+                for &i in members {
+                    answers[i] = Err(error.to_string());
+                }
+            }
+        }
+    }
+    answers
 }
 
 /// One idle slot asking for a task.
@@ -2066,31 +2158,34 @@ impl Broker for RedisBroker {
             .map_err(|e| BrokerError::Storage(format!("cannot encode limits: {e}")))?;
         let files = serde_json::to_string(&task.files)
             .map_err(|e| BrokerError::Storage(format!("cannot encode files: {e}")))?;
+        let link = self.link();
         let reply = loop {
             let (index_arg, queues_arg) =
                 if claim_in_script { (index.clone(), self.keys.queues()) } else { Default::default() };
-            let reply: Vec<Value> = self
-                .run(
-                    &SCRIPTS.submit,
-                    &queue,
-                    args![
-                        task.id,
-                        task.tenant,
-                        task.plugin,
-                        task.task_name,
-                        queue,
-                        task.input,
-                        task.priority.rank(),
-                        task.not_before.map(|t| t.to_string()).unwrap_or_default(),
-                        task.expires_at.map(|t| t.to_string()).unwrap_or_default(),
-                        task.max_retries,
-                        limits,
-                        files,
-                        index_arg,
-                        queues_arg,
-                    ],
-                )
-                .await?;
+            let args = args![
+                task.id,
+                task.tenant,
+                task.plugin,
+                task.task_name,
+                queue,
+                task.input,
+                task.priority.rank(),
+                task.not_before.map(|t| t.to_string()).unwrap_or_default(),
+                task.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+                task.max_retries,
+                limits,
+                files,
+                index_arg,
+                queues_arg,
+            ];
+            debug_assert_eq!(args.len(), SUBMIT_ARGS);
+            let request = SubmitRequest { queue: queue.clone(), args };
+            let reply = self
+                .submits
+                .call(request, |batch| submit_batch(link.clone(), batch))
+                .await
+                .ok_or_else(abandoned)?
+                .map_err(BrokerError::Storage)?;
             let outcome = reply.first().cloned().map(String::from_redis_value).transpose().ok().flatten();
             if outcome.as_deref() == Some("elsewhere") {
                 // The id is taken by a task of another queue: it lives there.

@@ -59,6 +59,7 @@ macro_rules! broker_conformance {
             hosts_are_listed_from_their_heartbeats_and_forgotten_when_silent,
             file_areas_are_per_tenant_and_tasks_keep_their_files,
             a_tenants_backlog_does_not_hold_back_another_tenants_first_task,
+            concurrent_submits_of_one_id_make_one_task,
         );
         $crate::broker_conformance!(@backend $backend;
             a_task_running_when_its_host_stops_runs_again_as_the_next_attempt,
@@ -851,4 +852,29 @@ pub async fn a_tenants_quota_holds_across_hosts_leasing_at_once(backend: &dyn Ba
     let next = lease_within(&host_b, "host1/9", LONG_LEASE, DEADLINE).await.expect("the next capped task");
     assert_eq!(next.task.tenant, "capped");
     assert!(lease_now(&host_a, "host0/9").await.is_none(), "the quota is full again but a task started");
+}
+
+pub async fn concurrent_submits_of_one_id_make_one_task(broker: Arc<dyn Broker>) {
+    // Submitted at once, the calls may travel together (one batch): each id still gets one task.
+    let calls = (0..40).map(|n| {
+        let broker = broker.clone();
+        async move { broker.submit(new_task(&format!("t{}", n % 10))).await.expect("submit") }
+    });
+    let submitted = futures::future::join_all(calls).await;
+    assert_eq!(submitted.iter().filter(|s| s.created).count(), 10, "one creation per id");
+    for s in &submitted {
+        assert_eq!(s.task.status, TaskStatus::Queued);
+        assert_eq!(s.task.input, json!({"id": s.task.id}).to_string());
+    }
+    let mut leased = Vec::new();
+    while let Some(lease) = lease_now(&broker, "w").await {
+        leased.push(lease.task.id);
+    }
+    leased.sort();
+    let expected: Vec<String> = {
+        let mut ids: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(leased, expected, "every task runs once");
 }
