@@ -111,6 +111,11 @@ async fn a_barrier_then_fill_recipe_runs_and_bad_input_names_its_field() {
     assert_eq!(steps.len(), 2);
     assert!(steps.iter().all(|s| s["target_reached"] == true));
     assert_eq!(task["result"]["metrics"]["total_thickness_nm"], 220.0);
+    // W at 400 °C, its calibration temperature: +1 GPa tensile, the top of the 0.1–1 GPa that
+    // Leusink et al. (1993) report for thick CVD W; TiN has thermal-mismatch stress only.
+    let w_stress = steps[1]["stress"]["total_mpa"].as_f64().unwrap();
+    assert!((w_stress - 1000.0).abs() < 1e-6, "{w_stress}");
+    assert_eq!(steps[0]["stress"]["intrinsic_mpa"], 0.0);
     let (_, events) = host.call(Method::GET, &format!("/api/v1/tasks/{good}/events"), None).await;
     let step_indices: Vec<u64> = events["events"]
         .as_array()

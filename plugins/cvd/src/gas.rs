@@ -252,11 +252,15 @@ mod tests {
     }
 
     #[test]
-    fn nitrogen_viscosity_is_close_to_the_measured_value() {
-        // Measured: 17.9 µPa·s at 300 K and 1 bar (Lemmon & Jacobsen 2004, the correlation the NIST
-        // WebBook uses; the value was not re-read for this check).
+    fn nitrogen_viscosity_is_close_to_the_reference_value() {
+        // Reference: 17.89 µPa·s at 300 K and 1 bar, computed from the Lemmon & Jacobsen
+        // correlation (Int. J. Thermophys. 25, 21 (2004), the one the NIST WebBook uses) with its
+        // coefficients as CoolProp stores them (dev/fluids/Nitrogen.json: σ = 0.3656 nm,
+        // ε/k = 98.94 K, b = 0.431, −0.4623, 0.08406, 0.005341, −0.00331): 17.877 µPa·s for the
+        // dilute gas plus 0.013 µPa·s of density correction at 1 bar. Chapman–Enskog with
+        // Poling's σ and ε/k gives 17.69 µPa·s, 1.1 % low.
         let mu = species::nitrogen().viscosity_pa_s(300.0);
-        assert!((mu / 17.9e-6 - 1.0).abs() < 0.03, "{mu}");
+        assert!((mu / 17.89e-6 - 1.0).abs() < 0.02, "{mu}");
     }
 
     #[test]

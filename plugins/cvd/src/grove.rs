@@ -301,6 +301,10 @@ mod tests {
 
     const N_SI: f64 = 4.994e22;
 
+    // The kinetics below (Ea = 1.7 eV, 8 nm/min, k0 = 1e9 or 1e12 cm/s) are arbitrary test
+    // parameters for closed-form checks of the model, not material data: the films' own values
+    // and their sources are in `materials`.
+
     #[test]
     fn calibration_reproduces_the_reference_rate() {
         let reference = silane_in_nitrogen(620.0, 0.3);

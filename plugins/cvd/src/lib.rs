@@ -6,9 +6,9 @@
 //! thickness. For each step the plugin computes the growth rate with the Grove model (an Arrhenius
 //! surface reaction in series with gas-phase mass transfer whose diffusivity falls with pressure,
 //! [`grove`], [`gas`]), calibrated per material to reference rates ([`materials`]: published where
-//! checked, representative otherwise); integrates the thickness over time ([`simulate`]); and
-//! computes the film stress (intrinsic plus thermal mismatch with silicon) and the wafer's
-//! curvature and bow by Stoney's equation ([`stress`]).
+//! a source was found and checked, marked illustrative where none was); integrates the thickness
+//! over time ([`simulate`]); and computes the film stress (intrinsic plus thermal mismatch with
+//! silicon) and the wafer's curvature and bow by Stoney's equation ([`stress`]).
 //!
 //! While it runs it reports what a process dashboard draws: `progress_update` events with the
 //! simulated time, thickness, target, rate and stress; `metrics_update` every tenth of a step with

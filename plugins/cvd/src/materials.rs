@@ -13,8 +13,9 @@
 //!
 //! The sources are listed per field and in the README's "Parameter sources" table, which also says
 //! which values were checked against their source and which could not be. Values marked
-//! *representative* are typical of the process but not taken from one checked measurement; every
-//! one of them can be overridden per step (`model` in the input).
+//! *illustrative* were not found in any checkable source: they are plausible defaults chosen for
+//! the model (the README says how), not measurements. Every value can be overridden per step
+//! (`model` in the input).
 
 use serde::{Deserialize, Serialize};
 
@@ -145,11 +146,14 @@ impl FilmMaterial {
         match self {
             // LPCVD nitride: 3 SiH2Cl2 + 4 NH3 → Si3N4 + 6 HCl + 6 H2. Rate and stress: the MEMS
             // Exchange process catalog, "Stoichiometric silicon nitride LPCVD" (P3684): 35 Å/min
-            // at 800 °C, residual stress 900 MPa (tensile). The catalog gives no pressure or
-            // flows; 0.3 Torr and DCS:NH3 = 30:100 sccm are representative (and give the same
-            // y·P as the CVD notes' 0.5 Torr, 80:500 recipe). E = 222 GPa, ν = 0.28 from bulge
-            // tests of LPCVD nitride (Vlassak & Nix, J. Mater. Res. 7, 3242 (1992), abstract).
-            // Ea, α and the density are representative assumptions (not checked).
+            // at 800 °C, residual stress 900 MPa (tensile). Pressure: the Stanford SNF Tylan
+            // nitride furnace page, about 800 °C and ~250 mTorr from DCS and NH3, ~30 to 35 Å/min. E = 222 GPa, ν = 0.28 from bulge tests of LPCVD nitride (Vlassak & Nix,
+            // J. Mater. Res. 7, 3242 (1992), abstract). α = 3.3 ppm/K: 3.27 ppm/K was measured
+            // on PECVD SiNx (Appl. Opt. 51, 7229 (2012), abstract), inside the 2.8–3.6 ppm/K of the
+            // picaros.org silicon nitride table; no LPCVD-specific value was found. Illustrative
+            // (no source found): Ea, the DCS:NH3 = 30:100 sccm flows (NH3-rich, as stoichiometric
+            // recipes are; Tystar's low-stress recipe is the DCS-rich opposite, ~6:1) and the
+            // density.
             FilmMaterial::SiliconNitride => MaterialData {
                 name: "Si3N4",
                 chemistry: "3 SiH2Cl2 + 4 NH3 -> Si3N4 + 6 HCl + 6 H2",
@@ -160,7 +164,7 @@ impl FilmMaterial {
                 formula_molar_mass_g_mol: 140.28,
                 reference: ReferenceRecipe {
                     temperature_c: 800.0,
-                    pressure_torr: 0.3,
+                    pressure_torr: 0.25,
                     precursor_flow_sccm: 30.0,
                     carrier_gas_flow_sccm: 100.0,
                     rate_nm_min: 3.5,
@@ -171,14 +175,17 @@ impl FilmMaterial {
                 youngs_modulus_gpa: 222.0,
                 poisson_ratio: 0.28,
                 thermal_expansion_ppm_k: 3.3,
-                sources: "rate, stress: MEMS Exchange catalog P3684 (800 C, 3.5 nm/min, 900 MPa); E, nu: \
-                          Vlassak & Nix 1992; Ea, alpha, recipe flows: representative assumptions",
+                sources: "rate, stress: MEMS Exchange catalog P3684 (800 C, 3.5 nm/min, 900 MPa); pressure: \
+                          Stanford SNF Tylan nitride (~250 mTorr); E, nu: Vlassak & Nix 1992; alpha: 3.27 \
+                          ppm/K (PECVD SiNx, Appl. Opt. 2012); Ea, flows, density: illustrative, unsourced",
             },
             // LPCVD TEOS oxide: Si(OC2H5)4 → SiO2 + by-products. Adams & Capio, J. Electrochem. Soc.
             // 126, 1042 (1979), abstract: at 700 °C, 200–300 Å/min, the film stress "compressive
-            // and low"; the reference rate is the middle of that range. The pressure and flows,
-            // the −100 MPa standing for "low compressive", Ea and the fused-silica E, ν, α are
-            // representative (not checked).
+            // and low"; the reference rate is the middle of that range. Stress: DTU Nanolab
+            // LabAdviser, "LPCVD TEOS": "compressive stress (around 100-300 MPa)"; −100 MPa is the
+            // low end, matching Adams & Capio's "low". E = 72 GPa, ν = 0.17, α = 0.55 ppm/K
+            // (293–593 K): fused quartz, ProSciTech "Properties of Fused Quartz" table.
+            // Illustrative (no source found): Ea, the pressure and the flows.
             FilmMaterial::SiliconDioxide => MaterialData {
                 name: "SiO2",
                 chemistry: "Si(OC2H5)4 -> SiO2 + 4 C2H4 + 2 H2O (TEOS pyrolysis)",
@@ -199,14 +206,22 @@ impl FilmMaterial {
                 reference_total_stress_mpa: Some(-100.0),
                 youngs_modulus_gpa: 72.0,
                 poisson_ratio: 0.17,
-                thermal_expansion_ppm_k: 0.5,
-                sources: "rate, sign of stress: Adams & Capio 1979 (700 C, 20-30 nm/min, low compressive); \
-                          Ea, stress value, E, nu, alpha (fused silica), recipe flows: representative",
+                thermal_expansion_ppm_k: 0.55,
+                sources: "rate: Adams & Capio 1979 (700 C, 20-30 nm/min, low compressive); stress: DTU \
+                          LabAdviser LPCVD TEOS (100-300 MPa compressive, low end); E, nu, alpha: fused \
+                          quartz (ProSciTech table); Ea, pressure, flows: illustrative, unsourced",
             },
-            // LPCVD poly-Si: SiH4 → Si + 2 H2 near 620 °C, the process of Kamins, Polycrystalline
-            // Silicon for Integrated Circuit Applications (1988), ch. 1 (deposition) and §2.8
-            // (stress). The rate, Ea, the compressive stress and E, ν are representative values
-            // that could not be checked against a source here.
+            // LPCVD poly-Si: SiH4 → Si + 2 H2. Rate and pressure: the Stanford SNF TylanPoly page,
+            // ~620 °C, ~500 mTorr of silane, ~137 Å/min on 4-inch wafers (~125 Å/min on 3-inch).
+            // Flow: IBM Technical Disclosure Bulletin (Barbee, 1984, IPCOM000041537D) calls 100%
+            // silane at about 100 sccm, 625 °C and 0.1–0.5 Torr the standard process. Ea = 52 kcal/mol = 2.25 eV for LPCVD poly at 900–950 K (Kühne,
+            // Harnisch, Puk & Lassan, "On chemical kinetics of silicon deposition from silane
+            // (III)", abstract). Stress: undoped poly deposited at 620 °C is compressive at about
+            // 1e9 dyn/cm² = 100 MPa ("Behavior of polysilicon thin film stress and structure under
+            // rapid thermal processing conditions", MRS Proceedings, abstract). E = 169 ± 6 GPa,
+            // ν = 0.22 ± 0.01 from tensile tests of MUMPs (phosphorus-doped) poly: Sharpe, Yuan,
+            // Vaidyanathan & Edwards, Proc. IEEE MEMS 1997, as quoted by B. Yuan on MEMSnet. α is
+            // taken equal to single-crystal Si, so the thermal part is zero.
             FilmMaterial::Polysilicon => MaterialData {
                 name: "poly-Si",
                 chemistry: "SiH4 -> Si + 2 H2",
@@ -217,24 +232,25 @@ impl FilmMaterial {
                 formula_molar_mass_g_mol: 28.086,
                 reference: ReferenceRecipe {
                     temperature_c: 620.0,
-                    pressure_torr: 0.25,
+                    pressure_torr: 0.5,
                     precursor_flow_sccm: 100.0,
                     carrier_gas_flow_sccm: 0.0,
-                    rate_nm_min: 8.0,
+                    rate_nm_min: 13.7,
                 },
-                activation_energy_ev: 1.7,
+                activation_energy_ev: 2.25,
                 typical_rate_band_nm_min: (2.0, 20.0),
-                reference_total_stress_mpa: Some(-250.0),
+                reference_total_stress_mpa: Some(-100.0),
                 youngs_modulus_gpa: 169.0,
                 poisson_ratio: 0.22,
                 thermal_expansion_ppm_k: 2.6,
-                sources: "representative values for LPCVD poly-Si near 620 C (Kamins 1988 covers the process); \
-                          not checked against a measurement",
+                sources: "rate, pressure: Stanford SNF TylanPoly (620 C, ~500 mTorr, ~137 A/min); flow: IBM \
+                          TDB 1984 (100 sccm silane); Ea: Kuehne et al. (52 kcal/mol); stress: MRS Proc. \
+                          (620 C, ~1e9 dyn/cm2 compressive); E, nu: Sharpe et al. 1997 (169 GPa, 0.22)",
             },
-            // MOCVD TiN barrier from TDMAT, 350–450 °C, below 1 Torr. The reference rate and Ea are
-            // representative assumptions; no intrinsic stress is assumed, so the stress is the
-            // thermal mismatch of dense TiN with representative bulk E, ν, α (not checked against
-            // a handbook).
+            // MOCVD TiN barrier from TDMAT, 350–450 °C, below 1 Torr. E = 251 GPa and
+            // α = 9.35 ppm/K: Wikipedia, "Titanium nitride". Illustrative
+            // (no source found): the reference recipe and rate, Ea, and ν = 0.25. No intrinsic
+            // stress is assumed, so the stress is the thermal mismatch alone.
             FilmMaterial::TitaniumNitride => MaterialData {
                 name: "TiN",
                 chemistry: "Ti[N(CH3)2]4 -> TiN + organic by-products (MOCVD, TDMAT)",
@@ -253,15 +269,21 @@ impl FilmMaterial {
                 activation_energy_ev: 0.6,
                 typical_rate_band_nm_min: (2.0, 50.0),
                 reference_total_stress_mpa: None,
-                youngs_modulus_gpa: 450.0,
+                youngs_modulus_gpa: 251.0,
                 poisson_ratio: 0.25,
                 thermal_expansion_ppm_k: 9.35,
-                sources: "representative assumptions for TDMAT MOCVD and bulk TiN; not checked against a source",
+                sources: "E, alpha: Wikipedia 'Titanium nitride' (251 GPa, 9.35 ppm/K); recipe, rate, Ea, nu: \
+                          illustrative, unsourced; no intrinsic stress (thermal mismatch only)",
             },
             // Blanket CVD W: WF6 + 3 H2 → W + 6 HF. Ea = 64 kJ/mol = 0.66 eV, with orders 1/6 in
             // WF6 and 1/2 in H2 (Oosterlaken et al., J. Electrochem. Soc. 143, 1668 (1996),
-            // abstract). The reference recipe and rate, the tensile 1 GPa and the bulk E, ν, α
-            // are representative values, not checked against a source.
+            // abstract). Stress: thick CVD W films are tensile at 0.1–1 GPa, more at lower
+            // temperature and higher rate (Leusink, Oosterlaken, Janssen & Radelaar, J. Appl.
+            // Phys. 74, 3899 (1993), abstract); +1 GPa is the top of that range, for 400 °C.
+            // E = 411 GPa, ν = 0.28, α = 4.5 ppm/K (25 °C): matmake.com tungsten table (citing the
+            // CRC Handbook, 97th ed.); the single-crystal moduli K = 311.2, G = 160.2 GPa
+            // (J. Appl. Phys. 138, 045902 (2025), abstract) give E = 410 GPa, ν = 0.280.
+            // Illustrative (no source found): the reference recipe and rate.
             FilmMaterial::Tungsten => MaterialData {
                 name: "W",
                 chemistry: "WF6 + 3 H2 -> W + 6 HF",
@@ -283,8 +305,9 @@ impl FilmMaterial {
                 youngs_modulus_gpa: 411.0,
                 poisson_ratio: 0.28,
                 thermal_expansion_ppm_k: 4.5,
-                sources: "Ea: Oosterlaken et al. 1996 (64 kJ/mol); recipe, rate, stress, E, nu, alpha: \
-                          representative, not checked",
+                sources: "Ea: Oosterlaken et al. 1996 (64 kJ/mol); stress: Leusink et al. 1993 (0.1-1 GPa \
+                          tensile, top of range); E, nu, alpha: CRC via matmake.com (411 GPa, 0.28, 4.5 \
+                          ppm/K); recipe, rate: illustrative, unsourced",
             },
         }
     }
