@@ -147,8 +147,9 @@ impl FilmMaterial {
             // LPCVD nitride: 3 SiH2Cl2 + 4 NH3 → Si3N4 + 6 HCl + 6 H2. Rate and stress: the MEMS
             // Exchange process catalog, "Stoichiometric silicon nitride LPCVD" (P3684): 35 Å/min
             // at 800 °C, residual stress 900 MPa (tensile). Pressure: the Stanford SNF Tylan
-            // nitride furnace page, about 800 °C and ~250 mTorr from DCS and NH3, ~30 to 35 Å/min. E = 222 GPa, ν = 0.28 from bulge tests of LPCVD nitride (Vlassak & Nix,
-            // J. Mater. Res. 7, 3242 (1992), abstract). α = 3.3 ppm/K: 3.27 ppm/K was measured
+            // nitride furnace page, about 800 °C and ~250 mTorr from DCS and NH3, ~30 to 35 Å/min.
+            // E = 222 GPa, ν = 0.28 from bulge tests of LPCVD nitride (Vlassak & Nix, J. Mater.
+            // Res. 7, 3242 (1992), abstract). α = 3.3 ppm/K: 3.27 ppm/K was measured
             // on PECVD SiNx (Appl. Opt. 51, 7229 (2012), abstract), inside the 2.8–3.6 ppm/K of the
             // picaros.org silicon nitride table; no LPCVD-specific value was found. Illustrative
             // (no source found): Ea, the DCS:NH3 = 30:100 sccm flows (NH3-rich, as stoichiometric
@@ -214,11 +215,12 @@ impl FilmMaterial {
             // LPCVD poly-Si: SiH4 → Si + 2 H2. Rate and pressure: the Stanford SNF TylanPoly page,
             // ~620 °C, ~500 mTorr of silane, ~137 Å/min on 4-inch wafers (~125 Å/min on 3-inch).
             // Flow: IBM Technical Disclosure Bulletin (Barbee, 1984, IPCOM000041537D) calls 100%
-            // silane at about 100 sccm, 625 °C and 0.1–0.5 Torr the standard process. Ea = 52 kcal/mol = 2.25 eV for LPCVD poly at 900–950 K (Kühne,
-            // Harnisch, Puk & Lassan, "On chemical kinetics of silicon deposition from silane
-            // (III)", abstract). Stress: undoped poly deposited at 620 °C is compressive at about
-            // 1e9 dyn/cm² = 100 MPa ("Behavior of polysilicon thin film stress and structure under
-            // rapid thermal processing conditions", MRS Proceedings, abstract). E = 169 ± 6 GPa,
+            // silane at about 100 sccm, 625 °C and 0.1–0.5 Torr the standard process.
+            // Ea = 52 kcal/mol = 2.25 eV for LPCVD poly at 900–950 K (Kühne, Harnisch, Puk &
+            // Lassan, "On chemical kinetics of silicon deposition from silane (III)", abstract).
+            // Stress: undoped poly deposited at 620 °C is compressive at about 1e9 dyn/cm² =
+            // 100 MPa ("Behavior of polysilicon thin film stress and structure under rapid thermal
+            // processing conditions", MRS Proceedings, abstract). E = 169 ± 6 GPa,
             // ν = 0.22 ± 0.01 from tensile tests of MUMPs (phosphorus-doped) poly: Sharpe, Yuan,
             // Vaidyanathan & Edwards, Proc. IEEE MEMS 1997, as quoted by B. Yuan on MEMSnet. α is
             // taken equal to single-crystal Si, so the thermal part is zero.
@@ -248,9 +250,9 @@ impl FilmMaterial {
                           (620 C, ~1e9 dyn/cm2 compressive); E, nu: Sharpe et al. 1997 (169 GPa, 0.22)",
             },
             // MOCVD TiN barrier from TDMAT, 350–450 °C, below 1 Torr. E = 251 GPa and
-            // α = 9.35 ppm/K: Wikipedia, "Titanium nitride". Illustrative
-            // (no source found): the reference recipe and rate, Ea, and ν = 0.25. No intrinsic
-            // stress is assumed, so the stress is the thermal mismatch alone.
+            // α = 9.35 ppm/K: Wikipedia, "Titanium nitride". Illustrative (no source found): the
+            // reference recipe and rate, Ea, and ν = 0.25. No intrinsic stress is assumed, so the
+            // stress is the thermal mismatch alone.
             FilmMaterial::TitaniumNitride => MaterialData {
                 name: "TiN",
                 chemistry: "Ti[N(CH3)2]4 -> TiN + organic by-products (MOCVD, TDMAT)",
