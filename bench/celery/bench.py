@@ -1,9 +1,16 @@
 """Celery worker vs taskhost on the same Celery producer: throughput and submit-to-result latency.
 
-One Redis (started here on a free loopback port), one Python producer sending N `bench.noop` tasks
-with `send_task` as fast as it can, consumed either by a real Celery worker (prefork, concurrency =
-cores, running a no-op Python task) or by a taskhost host (`host run --redis --celery`, release
-build, concurrency = cores, running the no-op `kernels` component as the `celery_noop` plugin).
+One Redis (started here on a free loopback port), one Python producer sending N tasks with
+`send_task` as fast as it can, consumed either by a real Celery worker (prefork, concurrency =
+cores) or by a taskhost host (`host run --redis --celery`, release build, concurrency = cores).
+Two workloads:
+
+- `noop`: `bench.noop`, a no-op Python task under Celery, the no-op `kernels` component as the
+  `celery_noop` plugin under taskhost;
+- `cvd`: `app.tasks.cvd_orchestration.run_cvd_simulation` with the CVD notes' nitride recipe and
+  furnace noise (`cvd_port.bench_input`), computed by the Python port of the plugin
+  (`cvd_port.py`, `cvd_app.py`) under Celery and by the `cvd` plugin under taskhost; the results
+  of both are checked to agree with each other.
 
 Each task's latency runs from just before its `send_task` to the moment its SUCCESS result is
 published (a pattern subscription on `celery-task-meta-*` stamps each result as it arrives, which
@@ -12,6 +19,7 @@ send to the last result. Every task's result is counted: a task whose SUCCESS ar
 twice.
 
     python bench/celery/bench.py --n 5000 --runs 3 [--host target/release/host] [--json out.json]
+    python bench/celery/bench.py --workload cvd --n 200 --runs 3 [--cvd-step 0.1]
 """
 
 import argparse
@@ -31,7 +39,34 @@ from celery import Celery
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-QUEUE = "celery_noop"
+sys.path.insert(0, HERE)
+import cvd_port  # noqa: E402
+
+
+class Workload:
+    """What is sent, and what runs it on either side."""
+
+    def __init__(self, name, queue, task, celery_module, plugin_manifest, plugin_component, kwargs):
+        self.name = name
+        self.queue = queue
+        self.task = task
+        self.celery_module = celery_module
+        self.plugin_manifest = plugin_manifest
+        self.plugin_component = plugin_component
+        self.kwargs = kwargs
+
+    def send(self, app, queue=None, run_id=None):
+        kwargs = self.kwargs(run_id) if self.kwargs else {}
+        return app.send_task(self.task, kwargs=kwargs, queue=queue or self.queue)
+
+
+def workload(name, cvd_step):
+    if name == "noop":
+        return Workload("noop", "celery_noop", "bench.noop", "noop_app", "tests/celery/plugins/celery_noop/plugin.toml",
+                        "tests/fixtures/kernels/kernels.wasm", None)
+    return Workload("cvd", "cvd_bench", "app.tasks.cvd_orchestration.run_cvd_simulation", "cvd_app",
+                    "plugins/cvd/plugin.toml", "plugins/cvd/cvd.wasm",
+                    lambda run_id: cvd_port.bench_input(cvd_step, run_id=run_id or "bench"))
 
 
 def free_port():
@@ -73,9 +108,10 @@ class Redis:
         self.proc.wait()
 
 
-def start_celery_worker(url, cores):
+def start_celery_worker(url, cores, work):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "noop_app", "worker", "-P", "prefork", "-c", str(cores), "-Q", QUEUE,
+        [sys.executable, "-m", "celery", "-A", work.celery_module, "worker", "-P", "prefork", "-c", str(cores),
+         "-Q", work.queue,
          "-n", f"bench-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat",
          "--loglevel", "WARNING"],
         cwd=HERE, env={**os.environ, "CELERY_BROKER_URL": url},
@@ -84,19 +120,38 @@ def start_celery_worker(url, cores):
     return proc, f"bench-{os.getpid()}@"
 
 
-def start_taskhost(url, cores, host_binary, workdir):
-    plugins = os.path.join(workdir, "plugins", "celery_noop")
+def start_taskhost(url, cores, host_binary, workdir, work):
+    plugins = os.path.join(workdir, "plugins", "bench")
     os.makedirs(plugins, exist_ok=True)
-    shutil.copy(os.path.join(ROOT, "tests/celery/plugins/celery_noop/plugin.toml"), plugins)
-    shutil.copy(os.path.join(ROOT, "tests/fixtures/kernels/kernels.wasm"), os.path.join(plugins, "celery_noop.wasm"))
+    manifest = os.path.join(ROOT, work.plugin_manifest)
+    shutil.copy(manifest, plugins)
+    with open(manifest) as f:
+        plugin_name = next(line.split('"')[1] for line in f if line.startswith("name = "))
+    shutil.copy(os.path.join(ROOT, work.plugin_component), os.path.join(plugins, f"{plugin_name}.wasm"))
     proc = subprocess.Popen(
         [host_binary, "run", "--plugins", plugins, "--redis", url.rsplit("/", 1)[0], "--celery",
-         "--celery-queues", QUEUE, "--concurrency", str(cores), "--listen", "127.0.0.1:0",
+         "--celery-queues", work.queue, "--concurrency", str(cores), "--listen", "127.0.0.1:0",
          "--data-dir", os.path.join(workdir, "data")],
         env={**os.environ, "TASKHOST_LOG": "warn"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=open(os.path.join(workdir, "host.out"), "w"), stderr=subprocess.DEVNULL,
     )
     return proc, "taskhost@"
+
+
+def taskhost_api(workdir):
+    """The HTTP address the host printed."""
+    with open(os.path.join(workdir, "host.out")) as f:
+        return next(line.split()[-1] for line in f if line.startswith("listening on "))
+
+
+def progress_events(api, task_id):
+    """How many samples of the cvd run a task reported (`progress_update` events)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{api}/api/v1/tasks/{task_id}/events?limit=10000", timeout=10) as r:
+        events = json.loads(r.read())["events"]
+    # The plugin's own samples (the host's progress events carry only percent and message).
+    return sum(e["event_type"] == "progress_update" and "current_thickness_nm" in e["data"] for e in events)
 
 
 def stop(proc):
@@ -115,6 +170,7 @@ class ResultWatcher:
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.psubscribe("celery-task-meta-*")
         self.arrivals = {}
+        self.results = {}
         self.duplicates = 0
         self.lock = threading.Lock()
         self.running = True
@@ -135,6 +191,8 @@ class ResultWatcher:
                     self.duplicates += 1
                 else:
                     self.arrivals[meta["task_id"]] = now
+                    if len(self.results) < 3:
+                        self.results[meta["task_id"]] = meta["result"]
 
     def count(self):
         with self.lock:
@@ -146,14 +204,14 @@ class ResultWatcher:
         self.pubsub.close()
 
 
-def one_run(app, client, n, label):
+def one_run(app, client, n, label, work):
     watcher = ResultWatcher(client)
     time.sleep(0.2)
     sent = {}
     first = time.perf_counter()
     for _ in range(n):
         t = time.perf_counter()
-        result = app.send_task("bench.noop", queue=QUEUE)
+        result = work.send(app)
         sent[result.id] = t
     send_seconds = time.perf_counter() - first
     wait_for(lambda: watcher.count() >= n, 600, f"{n} results ({label})")
@@ -168,6 +226,8 @@ def one_run(app, client, n, label):
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "send_rate": n / send_seconds,
         "duplicates": watcher.duplicates,
+        "sample_results": list(watcher.results.values()),
+        "sample_ids": list(watcher.results),
     }
 
 
@@ -178,16 +238,16 @@ return n
 """
 
 
-def backlog_run(app, client, n, label):
+def backlog_run(app, client, n, label, work):
     """N messages prepared on a list nobody reads, then moved onto the queue in one step: the
     consumer's own capacity, whatever the producer's speed."""
     staging = f"staging-{time.time_ns()}"
     for _ in range(n):
-        app.send_task("bench.noop", queue=staging)
+        work.send(app, queue=staging)
     watcher = ResultWatcher(client)
     time.sleep(0.2)
     t0 = time.perf_counter()
-    client.eval(MOVE_ALL, 2, staging, QUEUE)
+    client.eval(MOVE_ALL, 2, staging, work.queue)
     wait_for(lambda: watcher.count() >= n, 600, f"{n} results ({label}, backlog)")
     time.sleep(0.5)
     watcher.close()
@@ -195,42 +255,87 @@ def backlog_run(app, client, n, label):
     return {"n": n, "throughput": n / (last - t0), "duplicates": watcher.duplicates}
 
 
-def one_by_one(app, client, n):
+def one_by_one(app, client, n, work):
     """Latency on an idle system: each task sent after the previous one's result arrived."""
     watcher = ResultWatcher(client)
     time.sleep(0.2)
     latencies = []
     for _ in range(n):
         t = time.perf_counter()
-        result = app.send_task("bench.noop", queue=QUEUE)
-        wait_for(lambda: result.id in watcher.arrivals, 30, "one result")
+        result = work.send(app)
+        wait_for(lambda: result.id in watcher.arrivals, 60, "one result")
         latencies.append((watcher.arrivals[result.id] - t) * 1000)
     watcher.close()
     latencies.sort()
     return {"n": n, "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99)]}
 
 
-def bench(system, args, cores):
+def bench(system, args, cores, work):
     workdir = tempfile.mkdtemp(prefix=f"celery-bench-{system}-")
     server = Redis(workdir)
     try:
         if system == "celery":
-            proc, node = start_celery_worker(server.url, cores)
+            proc, node = start_celery_worker(server.url, cores, work)
         else:
-            proc, node = start_taskhost(server.url, args.taskhost_slots or cores, args.host, workdir)
+            proc, node = start_taskhost(server.url, args.taskhost_slots or cores, args.host, workdir, work)
         app = Celery("producer", broker=server.url, backend=server.url)
         app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
         wait_for(lambda: any(k.startswith(node) for k in (app.control.inspect(timeout=0.5).ping() or {})), 120,
                  f"the {system} worker")
-        one_run(app, server.client, args.warmup, f"{system} warm-up")
-        runs = [one_run(app, server.client, args.n, system) for _ in range(args.runs)]
-        backlog = [backlog_run(app, server.client, args.n, system) for _ in range(args.runs)]
-        idle = one_by_one(app, server.client, args.idle)
+        one_run(app, server.client, args.warmup, f"{system} warm-up", work)
+        server.client.config_resetstat()
+        cpu_before = process_cpu_seconds(server.proc.pid)
+        consumer_before = tree_cpu_seconds(proc.pid)
+        runs = [one_run(app, server.client, args.n, system, work) for _ in range(args.runs)]
+        backlog = [backlog_run(app, server.client, args.n, system, work) for _ in range(args.runs)]
+        tasks = args.n * args.runs * 2
+        redis_cpu = (process_cpu_seconds(server.proc.pid) - cpu_before) / tasks
+        consumer_cpu = (tree_cpu_seconds(proc.pid) - consumer_before) / tasks
+        stats = redis_stats(server.client, tasks)
+        idle = one_by_one(app, server.client, args.idle, work)
+        samples = None
+        if system == "taskhost" and work.name == "cvd":
+            samples = progress_events(taskhost_api(workdir), runs[0]["sample_ids"][0])
         stop(proc)
-        return {"streamed": runs, "backlog": backlog, "idle": idle}
+        return {"streamed": runs, "backlog": backlog, "idle": idle, "redis_cpu_per_task_us": redis_cpu * 1e6,
+                "consumer_cpu_per_task_us": consumer_cpu * 1e6, "progress_events": samples,
+                "redis_commands": stats}
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU time of a process so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid):
+    """CPU time of a process and its live children (a prefork worker's pool processes)."""
+    total = process_cpu_seconds(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += tree_cpu_seconds(child)
+        except OSError:
+            pass
+    return total
+
+
+def redis_stats(client, tasks):
+    """Redis commands per task and their cost (INFO commandstats since the last reset)."""
+    stats = []
+    for name, value in client.info("commandstats").items():
+        stats.append({"command": name.removeprefix("cmdstat_"), "calls_per_task": value["calls"] / tasks,
+                      "usec_per_task": value["usec"] / tasks})
+    stats.sort(key=lambda s: -s["usec_per_task"])
+    return stats
 
 
 def median(runs, key):
@@ -239,21 +344,35 @@ def median(runs, key):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--workload", choices=["noop", "cvd"], default="noop")
+    parser.add_argument("--cvd-step", type=float, default=0.1, help="integration step of the cvd run, simulated s")
+    parser.add_argument("--n", type=int, help="tasks per run (default 5000 no-op, 200 cvd)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--idle", type=int, default=200, help="tasks sent one at a time for the idle latency")
+    parser.add_argument("--warmup", type=int, help="warm-up tasks (default 200 no-op, 10 cvd)")
+    parser.add_argument("--idle", type=int, help="tasks sent one at a time for the idle latency (default 200 no-op, 30 cvd)")
     parser.add_argument("--host", default=os.path.join(ROOT, "target/release/host"))
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--taskhost-slots", type=int, help="taskhost's --concurrency (default: --cores)")
     parser.add_argument("--only", choices=["celery", "taskhost"])
     parser.add_argument("--json")
     args = parser.parse_args()
+    cvd = args.workload == "cvd"
+    args.n = args.n or (200 if cvd else 5000)
+    args.warmup = args.warmup if args.warmup is not None else (10 if cvd else 200)
+    args.idle = args.idle or (30 if cvd else 200)
+    work = workload(args.workload, args.cvd_step)
+    if cvd:
+        started = time.perf_counter()
+        port = cvd_port.run(work.kwargs("bench"))
+        print(f"cvd run: {port['integration_steps']} integration steps, {port['samples']} samples; "
+              f"the Python port alone takes {(time.perf_counter() - started) * 1000:.0f} ms here", flush=True)
+    print(f"load average before: {os.getloadavg()}", flush=True)
     results = {}
     for system in ("celery", "taskhost"):
         if args.only and args.only != system:
             continue
-        results[system] = bench(system, args, args.cores)
+        results[system] = bench(system, args, args.cores, work)
+        print(f"load average after {system}: {os.getloadavg()}", flush=True)
         for r in results[system]["streamed"]:
             print(f"{system:9} streamed n={r['n']} throughput={r['throughput']:8.0f}/s p50={r['p50_ms']:8.1f} ms "
                   f"p99={r['p99_ms']:8.1f} ms send={r['send_rate']:6.0f}/s duplicates={r['duplicates']}",
@@ -262,10 +381,31 @@ def main():
             print(f"{system:9} backlog  n={r['n']} throughput={r['throughput']:8.0f}/s duplicates={r['duplicates']}")
         idle = results[system]["idle"]
         print(f"{system:9} idle     n={idle['n']} p50={idle['p50_ms']:.2f} ms p99={idle['p99_ms']:.2f} ms")
+        print(f"{system:9} consumer CPU per task: {results[system]['consumer_cpu_per_task_us']:.0f} µs; "
+              f"redis-server CPU per task: {results[system]['redis_cpu_per_task_us']:.0f} µs; commands per task: "
+              + ", ".join(f"{c['command']} {c['calls_per_task']:.2f}x {c['usec_per_task']:.1f} µs"
+                          for c in results[system]["redis_commands"][:8]), flush=True)
+    if cvd:
+        port = cvd_port.run(work.kwargs("bench"))
+        for system, r in results.items():
+            for result in r["streamed"][0]["sample_results"]:
+                if system == "taskhost":
+                    differences = cvd_port.compare(port, cvd_port.plugin_summary(result))
+                else:
+                    differences = cvd_port.compare(port, {k: result[k] for k in port})
+                print(f"{system:9} cvd result vs the port: {'agrees' if not differences else differences}")
+                if differences:
+                    sys.exit(f"the {system} result disagrees with the Python port: {differences}")
+            if system == "taskhost":
+                worst = cvd_port.largest_relative_difference(port, cvd_port.plugin_summary(r["streamed"][0]["sample_results"][0]))
+                print(f"taskhost  cvd: largest relative difference from the port {worst:.1e}; "
+                      f"{r['progress_events']} progress_update events, the port's trace has {port['samples']} samples")
+                if r["progress_events"] != port["samples"]:
+                    sys.exit("the plugin's trace and the port's differ in length")
     if len(results) == 2:
         c, t = results["celery"], results["taskhost"]
         print()
-        print(f"| N = {args.n}, median of {args.runs} runs | Celery worker | taskhost | taskhost / Celery |")
+        print(f"| {args.workload}, N = {args.n}, median of {args.runs} runs | Celery worker | taskhost | taskhost / Celery |")
         print("| --- | --- | --- | --- |")
         ct, tt = median(c["streamed"], "throughput"), median(t["streamed"], "throughput")
         print(f"| throughput, one producer streaming (tasks/s) | {ct:.0f} | {tt:.0f} | {tt / ct:.2f}x |")
