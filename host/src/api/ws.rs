@@ -105,6 +105,9 @@ async fn stream_task_inner(state: AppState, id: String, since: u64, mut socket: 
     ping.tick().await;
     loop {
         tokio::select! {
+            // Events first: a watcher woken by a burst sends it without polling its socket and
+            // timer too; those are polled whenever no event is ready.
+            biased;
             next = follower.next() => match next {
                 Ok(Some(event)) => {
                     if !send_events(&mut socket, &mut follower, &event).await {
