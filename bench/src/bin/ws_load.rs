@@ -218,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
     // Release the slots: the run starts and streams to every watcher.
     let load_stream_start = load_average();
     let stream_cpu = CpuMeter::start(&[pid, me]);
+    let stream_cpu_started = Instant::now();
     for id in &sleepers {
         http.post(format!("{}/api/v1/tasks/{id}/cancel", host.base)).send().await?;
     }
@@ -237,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
         reports.push(report);
     }
     let stream_cores = stream_cpu.cores();
+    let stream_cpu_secs = stream_cpu_started.elapsed().as_secs_f64();
     let (busy_queues, busy_health) = probe.await??;
     let load_after = load_average();
 
@@ -364,6 +366,11 @@ async fn main() -> anyhow::Result<()> {
         "| CPU while streaming (host / generator) | {:.0} % / {:.0} % of a core | |",
         stream_cores[0] * 100.0,
         stream_cores[1] * 100.0
+    );
+    println!(
+        "| CPU per message delivered while streaming (host / generator) | {:.1} / {:.1} µs | |",
+        stream_cores[0] * stream_cpu_secs * 1e6 / received.max(1) as f64,
+        stream_cores[1] * stream_cpu_secs * 1e6 / received.max(1) as f64
     );
     println!(
         "| `GET /api/v1/queues` quiet host p50 / p99 / max | {} / {} / {} ms ({} requests) | |",
