@@ -49,8 +49,9 @@ end
 return taken
 ";
 
-/// Submissions of one batch in flight at once (they go out in order on one connection).
-const SUBMITS_IN_FLIGHT: usize = 32;
+/// Submissions of one batch in flight at once (the broker combines concurrent submits into one
+/// script call per queue).
+const SUBMITS_IN_FLIGHT: usize = 64;
 
 /// Puts this host in the ingress registry and sets its liveness key.
 pub async fn register(shared: &Shared) -> Result<(), redis::RedisError> {
