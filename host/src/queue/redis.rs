@@ -1576,6 +1576,10 @@ async fn invoke<T: FromRedisValue>(
 /// Most requests one batch carries.
 const MAX_BATCH: usize = 64;
 
+/// A submit or finish carrying more bytes than this (a large input or result) goes alone rather
+/// than in a batch, so that one batch stays small enough not to hold up the others' calls.
+const BATCH_ALONE_BYTES: usize = 64 << 10;
+
 /// Coalesces concurrent calls of one kind into batches ("smart batching"): a call joins the
 /// requests waiting; whoever gets the turn sends every request waiting at that instant as one
 /// batch, and the callers of that batch get their answers without a turn of their own. One
@@ -2180,12 +2184,15 @@ impl Broker for RedisBroker {
             ];
             debug_assert_eq!(args.len(), SUBMIT_ARGS);
             let request = SubmitRequest { queue: queue.clone(), args };
-            let reply = self
-                .submits
-                .call(request, |batch| submit_batch(link.clone(), batch))
-                .await
-                .ok_or_else(abandoned)?
-                .map_err(BrokerError::Storage)?;
+            let reply = if task.input.len() > BATCH_ALONE_BYTES {
+                submit_batch(link.clone(), vec![request]).await.pop().ok_or_else(abandoned)?
+            } else {
+                self.submits
+                    .call(request, |batch| submit_batch(link.clone(), batch))
+                    .await
+                    .ok_or_else(abandoned)?
+            }
+            .map_err(BrokerError::Storage)?;
             let outcome = reply.first().cloned().map(String::from_redis_value).transpose().ok().flatten();
             if outcome.as_deref() == Some("elsewhere") {
                 // The id is taken by a task of another queue: it lives there.
@@ -2392,12 +2399,17 @@ impl Broker for RedisBroker {
             ts: event.ts,
         };
         let link = self.link();
-        let stored = self
-            .finishes
-            .call(request, |batch| finish_batch(link.clone(), batch))
-            .await
-            .ok_or_else(abandoned)?
-            .map_err(BrokerError::Storage)?;
+        let alone = request.result.as_ref().is_some_and(|r| r.len() > BATCH_ALONE_BYTES)
+            || request.data.len() > BATCH_ALONE_BYTES;
+        let stored = if alone {
+            finish_batch(link, vec![request]).await.pop().ok_or_else(abandoned)?
+        } else {
+            self.finishes
+                .call(request, |batch| finish_batch(link.clone(), batch))
+                .await
+                .ok_or_else(abandoned)?
+        }
+        .map_err(BrokerError::Storage)?;
         let Some(seq) = stored else { return Ok(None) };
         if retry_at.is_some() {
             self.local_work.notify_waiters();

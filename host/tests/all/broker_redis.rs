@@ -563,3 +563,33 @@ fn a_task_whose_host_dies_mid_run_is_run_again_by_another_host() {
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "gapless across both hosts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_inputs_and_results_travel_beside_batched_calls() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    let big = json!({"blob": "x".repeat(200 << 10)}).to_string();
+    let submits = (0..8).map(|i| {
+        let broker = broker.clone();
+        let input = if i == 3 { big.clone() } else { json!({"i": i}).to_string() };
+        async move { broker.submit(NewTask { input, ..new_task(&format!("t{i}")) }).await.expect("submit") }
+    });
+    let submitted = futures::future::join_all(submits).await;
+    assert!(submitted.iter().all(|s| s.created));
+    let mut leases = Vec::new();
+    while let Some(lease) = broker.lease("w", &queues(), DEADLINE).await.expect("lease") {
+        leases.push(lease);
+    }
+    assert_eq!(leases.len(), 8);
+    let large = leases.iter().find(|l| l.task.id == "t3").expect("the large task");
+    assert_eq!(large.task.input, big);
+    let finishes = leases.iter().map(|lease| {
+        let result = if lease.task.id == "t3" { big.clone() } else { "1".to_owned() };
+        broker.finish(lease, done(&result), completed())
+    });
+    for stored in futures::future::join_all(finishes).await {
+        assert!(stored.expect("finish").is_some(), "a finish was lost");
+    }
+    let task = broker.get(None, "t3").await.expect("get").expect("the task");
+    assert_eq!((task.status, task.result.as_deref()), (TaskStatus::Succeeded, Some(big.as_str())));
+}
