@@ -130,6 +130,23 @@ def test_a_malformed_message_is_dead_lettered_and_consumption_goes_on(redis_clie
     assert any(b"not a JSON envelope" in letter and b"this is not a kombu envelope" in letter for letter in letters)
 
 
+def test_a_success_already_stored_is_never_overwritten(redis_client):
+    import json
+    import uuid
+
+    # A result another worker stored for this id first (Celery's worker keeps a SUCCESS too).
+    task_id = str(uuid.uuid4())
+    stored = {"status": "SUCCESS", "result": "first", "traceback": None, "children": [],
+              "date_done": "2026-01-01T00:00:00+00:00", "task_id": task_id}
+    redis_client.setex(f"celery-task-meta-{task_id}", 600, json.dumps(stored))
+    app.send_task("tests.hello", args=["Second"], task_id=task_id)
+    wait_until(lambda: (t := taskhost_task_or_none(task_id)) and t["status"] == "succeeded", 30, "the task to run")
+    # The result writer settles the task (takes it out of the in-flight set) without writing.
+    wait_until(lambda: redis_client.zscore("taskhost:celery:inflight", task_id) is None, 10, "the result write")
+    assert json.loads(redis_client.get(f"celery-task-meta-{task_id}")) == stored
+    assert AsyncResult(task_id, app=app).get(timeout=5) == "first"
+
+
 # --- revoke --------------------------------------------------------------------------------------
 
 
