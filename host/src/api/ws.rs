@@ -178,9 +178,13 @@ async fn close(socket: &mut WebSocket, code: u16, reason: String) {
     within_send_timeout(socket.send(Message::Close(Some(frame)))).await;
 }
 
-/// Runs a WebSocket stream on the fan-out runtime ([`fanout_runtime`]).
+/// Runs a WebSocket stream on the fan-out runtime ([`fanout_runtime`]), or here if it could not
+/// start.
 async fn on_fanout_runtime(stream: impl Future<Output = ()> + Send + 'static) {
-    fanout_runtime().spawn(stream);
+    match fanout_runtime() {
+        Some(runtime) => drop(runtime.spawn(stream)),
+        None => stream.await,
+    }
 }
 
 /// The runtime every WebSocket stream runs on, apart from the one that serves REST, stores events
@@ -188,9 +192,10 @@ async fn on_fanout_runtime(stream: impl Future<Output = ()> + Send + 'static) {
 /// to make: on one runtime, a REST request (or the wake-up of a store call) arriving meanwhile
 /// would wait behind all of them; on its own threads it is served in between, by the kernel's
 /// scheduler. Its sockets stay registered with the main runtime's I/O driver, which wakes them
-/// only when a client sends something or a full send buffer drains.
-fn fanout_runtime() -> &'static tokio::runtime::Handle {
-    static FANOUT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+/// only when a client sends something or a full send buffer drains. Started on first use, with
+/// one worker thread per core.
+fn fanout_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static FANOUT: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
     FANOUT
         .get_or_init(|| {
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
@@ -199,10 +204,13 @@ fn fanout_runtime() -> &'static tokio::runtime::Handle {
                 .thread_name("ws-fanout")
                 .enable_all()
                 .build()
-                // Threads or the timer not starting at all leaves nothing to serve streams with.
-                .expect("cannot start the WebSocket fan-out runtime")
+                .inspect_err(|error| {
+                    tracing::error!(%error, "cannot start the WebSocket fan-out runtime; streams share the main one")
+                })
+                .ok()
         })
-        .handle()
+        .as_ref()
+        .map(tokio::runtime::Runtime::handle)
 }
 
 /// What a stream needs to know of a task to filter and label its events.
