@@ -241,6 +241,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let server = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            // No Nagle delay: a WebSocket burst is written as it is ready, and a small second write
+            // must not wait for the peer's delayed ACK (up to 40 ms on Linux).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, api::router(state))
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await
