@@ -474,12 +474,18 @@ local function end_task(id, h, status, kind, message)
   return seq
 end
 
+-- Streams this script call has already registered (tenant in K_TENANTS, group created): a
+-- batch registers each once. Nothing in a script call removes either.
+local REGISTERED = {{}}
 -- Appends a waiting task to its tenant's stream of its priority.
 local function enqueue(id, tenant, rank)
   local s = k_stream(rank, tenant)
-  redis.call('SADD', K_TENANTS, tenant)
-  if redis.call('EXISTS', s) == 0 then
-    redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
+  if not REGISTERED[s] then
+    redis.call('SADD', K_TENANTS, tenant)
+    if redis.call('EXISTS', s) == 0 then
+      redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
+    end
+    REGISTERED[s] = true
   end
   local entry = redis.call('XADD', s, '*', 'task', id)
   redis.call('HSET', k_task(id), 'status', 'queued', 'entry', entry)
@@ -709,6 +715,9 @@ local function ranks(turn)
 end
 
 local any_released = redis.call('ZCARD', K_RELEASED) > 0
+-- Streams found with nothing new for the group: nothing in this call adds to a task stream
+-- after the housekeeping above, so later workers of the batch skip them.
+local drained = {}
 
 local function pick(worker, turn)
   for _, rank in ipairs(ranks(turn)) do
@@ -734,17 +743,17 @@ local function pick(worker, turn)
       for i = 0, #tenants - 1 do
         local tenant = tenants[((first + i) % #tenants) + 1]
         local s = k_stream(rank, tenant)
-        while allowed(tenant) do
+        while not drained[s] and allowed(tenant) do
           local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', 1, 'STREAMS', s, '>')
           if type(res) == 'table' and res.err then
             -- A stream made by someone else, without our group: adopt it from its start.
             if string.find(res.err, 'NOGROUP', 1, true) and redis.call('EXISTS', s) == 1 then
               redis.call('XGROUP', 'CREATE', s, GROUP, '0')
             else
-              break
+              drained[s] = true
             end
           elseif not res then
-            break
+            drained[s] = true
           else
             local entry = res[1][2][1]
             local entry_id, fields = entry[1], entry[2]
