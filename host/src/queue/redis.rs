@@ -477,8 +477,9 @@ end
 -- Streams this script call has already registered (tenant in K_TENANTS, group created): a
 -- batch registers each once. Nothing in a script call removes either.
 local REGISTERED = {{}}
--- Appends a waiting task to its tenant's stream of its priority.
-local function enqueue(id, tenant, rank)
+-- Appends task `id` to its tenant's stream of its priority; returns the entry's id, which the
+-- caller writes to the record (`entry`) with its status `queued`.
+local function add_entry(id, tenant, rank)
   local s = k_stream(rank, tenant)
   if not REGISTERED[s] then
     redis.call('SADD', K_TENANTS, tenant)
@@ -488,8 +489,12 @@ local function enqueue(id, tenant, rank)
     REGISTERED[s] = true
   end
   local entry = redis.call('XADD', s, '*', 'task', id)
-  redis.call('HSET', k_task(id), 'status', 'queued', 'entry', entry)
   wake()
+  return entry
+end
+-- Appends a waiting task to its tenant's stream of its priority.
+local function enqueue(id, tenant, rank)
+  redis.call('HSET', k_task(id), 'status', 'queued', 'entry', add_entry(id, tenant, rank))
 end
 
 -- Moves a stream entry that no task expects to the dead letters, with the reason.
@@ -557,14 +562,18 @@ local function submit(a, nth)
   end
   local status = 'queued'
   if nb ~= '' and tonumber(nb) > NOW then status = 'scheduled' end
-  redis.call('HSET', t, 'id', id, 'tenant', tenant, 'plugin', ARGV[a + 2], 'task_name', ARGV[a + 3],
-             'queue', queue, 'input', ARGV[a + 5], 'priority', rank, 'max_retries', ARGV[a + 9],
-             'limits', ARGV[a + 10], 'files', ARGV[a + 11], 'status', status, 'progress', '0', 'message', '',
-             'attempts', '0', 'event_seq', '0', 'cancel_requested', '0', 'created_at', num(NOW),
-             'created_us', num(NOW_US + nth))
-  if nb ~= '' then redis.call('HSET', t, 'not_before', nb) end
+  local fields = {'id', id, 'tenant', tenant, 'plugin', ARGV[a + 2], 'task_name', ARGV[a + 3],
+                  'queue', queue, 'input', ARGV[a + 5], 'priority', rank, 'max_retries', ARGV[a + 9],
+                  'limits', ARGV[a + 10], 'files', ARGV[a + 11], 'status', status, 'progress', '0',
+                  'message', '', 'attempts', '0', 'event_seq', '0', 'cancel_requested', '0',
+                  'created_at', num(NOW), 'created_us', num(NOW_US + nth)}
+  if nb ~= '' then
+    table.insert(fields, 'not_before')
+    table.insert(fields, nb)
+  end
   if ex ~= '' then
-    redis.call('HSET', t, 'expires_at', ex)
+    table.insert(fields, 'expires_at')
+    table.insert(fields, ex)
     redis.call('ZADD', K_EXPIRY, ex, id)
   end
   -- Tasks of one batch keep their order in the listing.
@@ -575,8 +584,11 @@ local function submit(a, nth)
     redis.call('ZADD', K_DELAYED, nb, id)
     wake()
   else
-    enqueue(id, tenant, rank)
+    -- The record is written once, with its entry.
+    table.insert(fields, 'entry')
+    table.insert(fields, add_entry(id, tenant, rank))
   end
+  redis.call('HSET', t, unpack(fields))
   return {'created', num(NOW), status}
 end
 
@@ -693,10 +705,11 @@ end
 
 local function start(id, h, worker)
   local t = k_task(id)
-  redis.call('HINCRBY', t, 'attempts', 1)
   local until_ms = num(NOW + lease_ms)
+  -- `h` was read in this call: its attempts are the record's.
   redis.call('HSET', t, 'status', 'running', 'started_at', num(NOW), 'lease_owner', worker,
-             'lease_until', until_ms, 'progress', '0', 'message', '')
+             'lease_until', until_ms, 'progress', '0', 'message', '',
+             'attempts', num((tonumber(h.attempts) or 0) + 1))
   redis.call('ZADD', K_LEASES, until_ms, id)
   if h.expires_at then redis.call('ZREM', K_EXPIRY, id) end
   move(h.tenant, 'queued', 'running')
@@ -978,12 +991,13 @@ while i <= #ARGV do
   local id, n = ARGV[i], tonumber(ARGV[i + 1])
   local t = k_task(id)
   local seqs = {}
-  if redis.call('EXISTS', t) == 1 then
+  -- -2: no such record; -1: no expiry (appending keeps the record's expiry as it is).
+  local ttl = redis.call('PTTL', t)
+  if ttl ~= -2 then
     for j = 0, n - 1 do
       local b = i + 2 + j * 3
       table.insert(seqs, append_event(id, ARGV[b], ARGV[b + 1], ARGV[b + 2]))
     end
-    local ttl = redis.call('PTTL', t)
     if ttl > 0 then redis.call('PEXPIRE', k_events(id), ttl) end
   end
   table.insert(out, seqs)
