@@ -105,16 +105,19 @@ async fn hosts_killed_and_restarted_at_random_lose_no_task_and_record_one_outcom
             })
             .count();
         assert_eq!(terminal, 1, "{id}: exactly one recorded outcome");
-        let starts = events.iter().filter(|e| e["event_type"] == "run_started").count();
-        assert_eq!(starts as u64, task["attempts"].as_u64().unwrap(), "{id}");
+        // An attempt is counted when it is leased and `run_started` is stored just after: a host
+        // killed between the two leaves an attempt without its event, never an event too many.
+        let starts = events.iter().filter(|e| e["event_type"] == "run_started").count() as u64;
+        let attempts = task["attempts"].as_u64().unwrap();
+        assert!(starts >= 1 && starts <= attempts, "{id}: {starts} run_started for {attempts} attempts");
         let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{id}: gapless");
-        if starts > 1 {
+        if attempts > 1 {
             run_twice += 1;
         }
     }
     println!(
-        "chaos: {TASKS} tasks, {kills} hosts killed, {run_twice} tasks started more than once (their host died mid-run)"
+        "chaos: {TASKS} tasks, {kills} hosts killed, {run_twice} tasks leased more than once (their host died holding them)"
     );
     // Only tasks whose host died mid-run may run again: at most the slots of the killed hosts.
     assert!(
