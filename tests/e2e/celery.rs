@@ -14,7 +14,7 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::{Value, json};
 use taskhost_e2e::redis::RedisServer;
-use taskhost_e2e::{Host, HostOptions, host_binary, repo_root};
+use taskhost_e2e::{Host, HostOptions, host_binary, new_token, repo_root};
 
 /// The plugins the Celery tests use: manifests from `tests/celery/plugins`, components built by
 /// `cargo xtask plugins` for the hello example and the kernels fixture.
@@ -106,20 +106,6 @@ async fn celery_without_redis_is_refused_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("--celery needs --redis"), "{stderr}");
-}
-
-/// A token and its hash, from `host token`.
-fn new_token() -> (String, String) {
-    let out = Command::new(host_binary()).arg("token").output().expect("host token");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .expect("host token output")
-    };
-    (field("token:"), field("token_sha256:"))
 }
 
 /// Sends Celery tasks with the real client (`tests/celery/send_tasks.py`) and returns how each

@@ -1,26 +1,11 @@
 //! Tenants and tokens: each tenant sees only its own tasks; quotas hold.
 
-use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
-use taskhost_e2e::{Host, HostOptions, host_binary};
-
-/// A token and its hash, from `host token`.
-fn new_token() -> (String, String) {
-    let out = Command::new(host_binary()).arg("token").output().expect("host token");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .expect("host token output")
-    };
-    (field("token:"), field("token_sha256:"))
-}
+use taskhost_e2e::{Host, HostOptions, new_token};
 
 struct Fleet {
     host: Host,

@@ -35,6 +35,20 @@ pub fn host_binary() -> PathBuf {
     host
 }
 
+/// A token and its hash, from `host token`.
+pub fn new_token() -> (String, String) {
+    let out = Command::new(host_binary()).arg("token").output().expect("host token");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .expect("host token output")
+    };
+    (field("token:"), field("token_sha256:"))
+}
+
 /// Plugin folders the tests serve: the shipped plugins, the example and the test fixtures (which
 /// include a broken manifest and a mismatched component, reported and skipped at start).
 pub fn plugin_dirs() -> Vec<PathBuf> {

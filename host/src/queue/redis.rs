@@ -1712,6 +1712,44 @@ impl Link {
     }
 }
 
+/// Indexes of a batch's requests, grouped by queue in order of first appearance: one script
+/// call per group.
+fn group_by_queue<'a>(queues: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<usize>)> {
+    let mut by_queue: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, queue) in queues.enumerate() {
+        match by_queue.iter_mut().find(|(q, _)| *q == queue) {
+            Some((_, members)) => members.push(i),
+            None => by_queue.push((queue, vec![i])),
+        }
+    }
+    by_queue
+}
+
+/// Hands each request of a batch its own element of its group's reply, or the group's error;
+/// `None` where a reply came back short.
+fn scatter<T, E: std::fmt::Display>(
+    by_queue: &[(&str, Vec<usize>)],
+    replies: Vec<Result<Vec<T>, E>>,
+    requests: usize,
+) -> Vec<Option<Result<T, String>>> {
+    let mut answers: Vec<Option<Result<T, String>>> = (0..requests).map(|_| None).collect();
+    for ((_, members), reply) in by_queue.iter().zip(replies) {
+        match reply {
+            Ok(values) => {
+                for (&i, value) in members.iter().zip(values) {
+                    answers[i] = Some(Ok(value));
+                }
+            }
+            Err(error) => {
+                for &i in members {
+                    answers[i] = Some(Err(error.to_string()));
+                }
+            }
+        }
+    }
+    answers
+}
+
 /// One task to submit: the submit script's arguments for it, on `queue`.
 struct SubmitRequest {
     queue: String,
@@ -1721,36 +1759,17 @@ struct SubmitRequest {
 /// Submits a batch of tasks: one script call per queue. Each answer is the script's reply for
 /// that task.
 async fn submit_batch(link: Link, requests: Vec<SubmitRequest>) -> Vec<Result<Vec<Value>, String>> {
-    let mut by_queue: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        match by_queue.iter_mut().find(|(q, _)| *q == request.queue) {
-            Some((_, members)) => members.push(i),
-            None => by_queue.push((&request.queue, vec![i])),
-        }
-    }
+    let by_queue = group_by_queue(requests.iter().map(|r| r.queue.as_str()));
     let calls = by_queue.iter().map(|(queue, members)| {
         let args: Vec<Vec<u8>> = members.iter().flat_map(|&i| requests[i].args.iter().cloned()).collect();
         let link = &link;
         async move { link.run::<Vec<Vec<Value>>>(&SCRIPTS.submit, queue, args).await }
     });
     let replies = futures::future::join_all(calls).await;
-    let mut answers: Vec<Result<Vec<Value>, String>> =
-        requests.iter().map(|_| Err("no reply from the submit script".to_owned())).collect();
-    for ((_, members), reply) in by_queue.iter().zip(replies) {
-        match reply {
-            Ok(replies) => {
-                for (&i, reply) in members.iter().zip(replies) {
-                    answers[i] = Ok(reply);
-                }
-            }
-            Err(error) => {
-                for &i in members {
-                    answers[i] = Err(error.to_string());
-                }
-            }
-        }
-    }
-    answers
+    scatter(&by_queue, replies, requests.len())
+        .into_iter()
+        .map(|answer| answer.unwrap_or_else(|| Err("no reply from the submit script".to_owned())))
+        .collect()
 }
 
 /// One idle slot asking for a task.
@@ -1900,13 +1919,7 @@ struct FinishRequest {
 /// Ends a batch of attempts: one script call per queue (the queues' calls at once). Each
 /// answer is the sequence id of the stored event, or `None` when the lease was lost.
 async fn finish_batch(link: Link, requests: Vec<FinishRequest>) -> Vec<Result<Option<u64>, String>> {
-    let mut by_queue: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        match by_queue.iter_mut().find(|(q, _)| *q == request.queue) {
-            Some((_, members)) => members.push(i),
-            None => by_queue.push((&request.queue, vec![i])),
-        }
-    }
+    let by_queue = group_by_queue(requests.iter().map(|r| r.queue.as_str()));
     let index_prefix = link.standalone(link.keys.index_prefix());
     let calls = by_queue.iter().map(|(queue, members)| {
         let mut args = args![index_prefix];
@@ -1930,26 +1943,18 @@ async fn finish_batch(link: Link, requests: Vec<FinishRequest>) -> Vec<Result<Op
         async move { link.run::<Vec<u64>>(&SCRIPTS.finish, queue, args).await }
     });
     let replies = futures::future::join_all(calls).await;
-    let mut answers: Vec<Result<Option<u64>, String>> = requests.iter().map(|_| Ok(None)).collect();
-    let mut retired = Vec::new();
-    for ((_, members), reply) in by_queue.iter().zip(replies) {
-        match reply {
-            Ok(seqs) => {
-                for (&i, seq) in members.iter().zip(seqs) {
-                    let r = &requests[i];
-                    if seq > 0 && r.retry_at.is_none() && r.status != TaskStatus::Dead {
-                        retired.push(r.id.clone());
-                    }
-                    answers[i] = Ok((seq > 0).then_some(seq));
-                }
-            }
-            Err(error) => {
-                for &i in members {
-                    answers[i] = Err(error.to_string());
-                }
-            }
-        }
-    }
+    let answers: Vec<Result<Option<u64>, String>> = scatter(&by_queue, replies, requests.len())
+        .into_iter()
+        .map(|answer| answer.unwrap_or(Ok(0)).map(|seq| (seq > 0).then_some(seq)))
+        .collect();
+    let retired: Vec<String> = requests
+        .iter()
+        .zip(&answers)
+        .filter(|(r, answer)| {
+            matches!(answer, Ok(Some(_))) && r.retry_at.is_none() && r.status != TaskStatus::Dead
+        })
+        .map(|(r, _)| r.id.clone())
+        .collect();
     link.retire_ids(&retired).await;
     answers
 }
@@ -1964,13 +1969,7 @@ struct AppendRequest {
 /// Appends the events of a batch of tasks: one script call per queue. Each answer is the
 /// sequence ids given, or `None` when the task does not exist.
 async fn append_batch(link: Link, requests: Vec<AppendRequest>) -> Vec<Result<Option<Vec<u64>>, String>> {
-    let mut by_queue: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        match by_queue.iter_mut().find(|(q, _)| *q == request.queue) {
-            Some((_, members)) => members.push(i),
-            None => by_queue.push((&request.queue, vec![i])),
-        }
-    }
+    let by_queue = group_by_queue(requests.iter().map(|r| r.queue.as_str()));
     let calls = by_queue.iter().map(|(queue, members)| {
         let mut args = Vec::new();
         for &i in members {
@@ -1984,21 +1983,10 @@ async fn append_batch(link: Link, requests: Vec<AppendRequest>) -> Vec<Result<Op
         async move { link.run::<Vec<Vec<u64>>>(&SCRIPTS.append_events, queue, args).await }
     });
     let replies = futures::future::join_all(calls).await;
-    let mut answers: Vec<Result<Option<Vec<u64>>, String>> = requests.iter().map(|_| Ok(None)).collect();
-    for ((_, members), reply) in by_queue.iter().zip(replies) {
-        match reply {
-            Ok(seqs) => {
-                for (&i, seqs) in members.iter().zip(seqs) {
-                    answers[i] = Ok((!seqs.is_empty()).then_some(seqs));
-                }
-            }
-            Err(error) => {
-                for &i in members {
-                    answers[i] = Err(error.to_string());
-                }
-            }
-        }
-    }
+    let answers: Vec<Result<Option<Vec<u64>>, String>> = scatter(&by_queue, replies, requests.len())
+        .into_iter()
+        .map(|answer| answer.unwrap_or(Ok(Vec::new())).map(|seqs| (!seqs.is_empty()).then_some(seqs)))
+        .collect();
     answers
 }
 
