@@ -1712,6 +1712,16 @@ impl Link {
     }
 }
 
+/// The next element of a script's reply as `T`; `script` names the script in the error.
+fn next_reply<T: FromRedisValue>(
+    reply: &mut impl Iterator<Item = Value>,
+    script: &str,
+) -> Result<T, BrokerError> {
+    let value =
+        reply.next().ok_or_else(|| BrokerError::Storage(format!("short reply from the {script} script")))?;
+    T::from_redis_value(value).map_err(|e| BrokerError::Storage(format!("unexpected {script} reply: {e}")))
+}
+
 /// Indexes of a batch's requests, grouped by queue in order of first appearance: one script
 /// call per group.
 fn group_by_queue<'a>(queues: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<usize>)> {
@@ -2228,12 +2238,7 @@ impl Broker for RedisBroker {
         let unexpected = || BrokerError::Storage("unexpected reply from the submit script".to_owned());
         match outcome.as_deref() {
             Some("exists") => {
-                let fields: HashMap<String, String> = reply
-                    .next()
-                    .map(FromRedisValue::from_redis_value)
-                    .transpose()
-                    .map_err(|e| BrokerError::Storage(format!("unexpected submit reply: {e}")))?
-                    .unwrap_or_default();
+                let fields: HashMap<String, String> = next_reply(&mut reply, "submit")?;
                 let record = decode_task(&fields)?;
                 if record.tenant != task.tenant {
                     return Err(BrokerError::Conflict(format!("task id {} is already taken", task.id)));
@@ -2241,20 +2246,8 @@ impl Broker for RedisBroker {
                 Ok(Submitted { task: record, created: false })
             }
             Some("created") => {
-                let created_at: Millis = reply
-                    .next()
-                    .map(FromRedisValue::from_redis_value)
-                    .transpose()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(unexpected)?;
-                let status: String = reply
-                    .next()
-                    .map(FromRedisValue::from_redis_value)
-                    .transpose()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(unexpected)?;
+                let created_at: Millis = next_reply(&mut reply, "submit")?;
+                let status: String = next_reply(&mut reply, "submit")?;
                 let status = TaskStatus::parse(&status).ok_or_else(unexpected)?;
                 self.local_work.notify_waiters();
                 Ok(Submitted { task: new_record(task, queue, status, created_at), created: true })
@@ -2514,12 +2507,7 @@ impl Broker for RedisBroker {
         let outcome = reply.next().map(String::from_redis_value).transpose().ok().flatten();
         match outcome.as_deref() {
             Some("ok") => {
-                let fields: HashMap<String, String> = reply
-                    .next()
-                    .map(FromRedisValue::from_redis_value)
-                    .transpose()
-                    .map_err(|e| BrokerError::Storage(format!("unexpected retry reply: {e}")))?
-                    .unwrap_or_default();
+                let fields: HashMap<String, String> = next_reply(&mut reply, "retry")?;
                 let _: i64 = redis::cmd("PERSIST")
                     .arg(self.keys.index(id))
                     .query_async(&mut self.conn.clone())
