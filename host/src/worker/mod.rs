@@ -91,19 +91,47 @@ struct RunningTask {
     stale: std::sync::atomic::AtomicBool,
 }
 
+/// How long a cancel request for a task not running here is remembered, in case this host has
+/// just leased the task and is still starting it.
+const UNMATCHED_CANCEL_MEMORY: Duration = Duration::from_secs(30);
+/// Most cancel requests remembered that way (they come from every host of the fleet).
+const UNMATCHED_CANCEL_LIMIT: usize = 10_000;
+
 /// Tasks running on this host, by id: how to stop each, and when each last reported.
 #[derive(Default)]
 pub struct RunningTasks {
     tasks: Mutex<HashMap<String, Arc<RunningTask>>>,
+    /// Cancel requests for tasks that were not running here when they came, with their time: a
+    /// request that arrives between a lease and the slot's [`RunningTasks::insert`] would
+    /// otherwise wait for the next lease renewal.
+    unmatched: Mutex<HashMap<String, Instant>>,
 }
 
 impl RunningTasks {
-    /// Stops a task running on this host; false when it is not running here.
+    /// Stops a task running on this host; false when it is not running here (the request is
+    /// then remembered for a while, see [`UNMATCHED_CANCEL_MEMORY`]).
     pub fn cancel(&self, task_id: &str) -> bool {
-        match self.tasks.lock() {
+        let found = match self.tasks.lock() {
             Ok(tasks) => tasks.get(task_id).map(|t| t.cancel.cancel()).is_some(),
             Err(_) => false,
+        };
+        if !found && let Ok(mut unmatched) = self.unmatched.lock() {
+            let now = Instant::now();
+            if unmatched.len() >= UNMATCHED_CANCEL_LIMIT {
+                unmatched.retain(|_, at| now.duration_since(*at) < UNMATCHED_CANCEL_MEMORY);
+                if unmatched.len() >= UNMATCHED_CANCEL_LIMIT {
+                    unmatched.clear();
+                }
+            }
+            unmatched.insert(task_id.to_owned(), now);
         }
+        found
+    }
+
+    /// True when a cancel for `task_id` came recently while it was not running here; forgets it.
+    fn take_unmatched_cancel(&self, task_id: &str) -> bool {
+        let Ok(mut unmatched) = self.unmatched.lock() else { return false };
+        unmatched.remove(task_id).is_some_and(|at| at.elapsed() < UNMATCHED_CANCEL_MEMORY)
     }
 
     /// Ids of the tasks running here.
@@ -352,6 +380,9 @@ impl Worker {
 
         let cancel = CancellationToken::new();
         let running = self.running.insert(&task.id, cancel.clone());
+        // A cancel that came while this slot was leasing the task found nothing to stop: ask the
+        // broker at once (the renewal reports a requested cancel) instead of at the next renewal.
+        let check_now = self.running.take_unmatched_cancel(&task.id);
         let (reports_tx, reports_rx) = mpsc::channel(256);
         let writer = tokio::spawn(write_reports(
             self.hub.clone(),
@@ -368,6 +399,7 @@ impl Worker {
             self.settings.clone(),
             cancel.clone(),
             lost.clone(),
+            check_now,
         ));
         let stop_for_drain = {
             let (hard_stop, cancel) = (hard_stop.clone(), cancel.clone());
@@ -556,11 +588,14 @@ async fn renew_lease(
     settings: WorkerSettings,
     cancel: CancellationToken,
     lost: CancellationToken,
+    mut check_now: bool,
 ) {
     let mut interval = tokio::time::interval(settings.lease_renewal_interval);
     interval.tick().await;
     loop {
-        interval.tick().await;
+        if !std::mem::take(&mut check_now) {
+            interval.tick().await;
+        }
         match broker.renew(&lease, settings.lease_duration).await {
             Ok(LeaseState::Held) => {}
             Ok(LeaseState::CancelRequested) => cancel.cancel(),
@@ -659,5 +694,39 @@ async fn stale_watchdog(running: Arc<RunningTasks>, hub: EventHub, threshold: Du
                 tracing::warn!(task = %task_id, %error, "could not store run_stale");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_for_a_task_not_yet_running_here_is_remembered_once() {
+        let running = RunningTasks::default();
+        assert!(!running.cancel("t1"), "nothing runs here yet");
+        let token = CancellationToken::new();
+        running.insert("t1", token.clone());
+        assert!(!token.is_cancelled());
+        assert!(running.take_unmatched_cancel("t1"), "the early request is reported to the slot");
+        assert!(!running.take_unmatched_cancel("t1"), "and only once");
+        assert!(!running.take_unmatched_cancel("t2"), "no request for another task");
+        assert!(running.cancel("t1"), "a running task is stopped at once");
+        assert!(token.is_cancelled());
+        assert!(!running.take_unmatched_cancel("t1"), "a request that found its task is not kept");
+    }
+
+    #[test]
+    fn remembered_cancels_stay_bounded() {
+        let running = RunningTasks::default();
+        for i in 0..UNMATCHED_CANCEL_LIMIT + 10 {
+            running.cancel(&format!("t{i}"));
+        }
+        let kept = running.unmatched.lock().unwrap().len();
+        assert!(kept <= UNMATCHED_CANCEL_LIMIT, "{kept} remembered");
+        assert!(
+            running.take_unmatched_cancel(&format!("t{}", UNMATCHED_CANCEL_LIMIT + 9)),
+            "the newest is kept"
+        );
     }
 }
