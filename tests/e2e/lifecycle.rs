@@ -74,6 +74,26 @@ async fn failures_show_their_kind_and_the_host_keeps_serving() {
 }
 
 #[tokio::test]
+async fn queue_counts_show_a_submission_to_this_host_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = taskhost_e2e::HostOptions::new(&dir.path().join("data"));
+    options.concurrency = 1;
+    let host = Host::start_with(options).await.unwrap();
+    let running = host.submit(json!({"plugin": "hostile", "input": {"mode": "endless_loop"}})).await;
+    host.wait_for(&running, MINUTE, |t| t["status"] == "running").await;
+    let pending = |reply: &serde_json::Value| {
+        reply["queues"].as_array().unwrap().iter().map(|q| q["pending"].as_u64().unwrap()).sum::<u64>()
+    };
+    // The first read leaves a fresh snapshot behind; the submission must not be hidden by it.
+    let (_, before) = host.call(Method::GET, "/api/v1/queues", None).await;
+    host.submit(json!({"plugin": "hello", "input": {"name": "waits"}})).await;
+    let (_, after) = host.call(Method::GET, "/api/v1/queues", None).await;
+    assert_eq!(pending(&after), pending(&before) + 1, "{before} then {after}");
+    let (status, _) = host.call(Method::POST, &format!("/api/v1/tasks/{running}/cancel"), None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn a_running_task_is_cancelled_promptly_and_a_queued_one_never_starts() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = taskhost_e2e::HostOptions::new(&dir.path().join("data"));

@@ -246,6 +246,10 @@ pub async fn submit(
             files: request.files,
         })
         .await?;
+    if submitted.created {
+        // This host's own submissions show in `GET /queues` at once, not after a snapshot's age.
+        state.hub.queue_counts_changed();
+    }
     let status = if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((
         status,
@@ -352,6 +356,7 @@ pub async fn retry(
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let task = state.broker.retry_dead(tenant.scope(), &id).await?;
+    state.hub.queue_counts_changed();
     Ok((StatusCode::ACCEPTED, Json(json!({"id": task.id, "status": task.status}))))
 }
 

@@ -231,6 +231,12 @@ impl EventHub {
         }
     }
 
+    /// Tells the hub that queue counts changed in a way no event shows (a submission, a retry
+    /// from the dead letters): the next [`EventHub::queue_stats`] reads the store.
+    pub fn queue_counts_changed(&self) {
+        self.shared.queue_stats.changed();
+    }
+
     fn note_count_changes<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
         if events.into_iter().any(changes_counts) {
             self.shared.queue_stats.changed();
@@ -635,10 +641,14 @@ mod tests {
         submit(&broker, "t2").await;
         hub.append("t1", events(&[kind::RUN_STARTED])).await.unwrap();
         assert_eq!(pending(hub.queue_stats(None).await.unwrap()), 2);
+        // A submission the hub is told of shows at once.
+        submit(&broker, "t4").await;
+        hub.queue_counts_changed();
+        assert_eq!(pending(hub.queue_stats(None).await.unwrap()), 3);
         // One it does not see shows within the snapshot's age.
         submit(&broker, "t3").await;
         let deadline = Instant::now() + QUEUE_STATS_MAX_AGE + Duration::from_secs(10);
-        while pending(hub.queue_stats(None).await.unwrap()) != 3 {
+        while pending(hub.queue_stats(None).await.unwrap()) != 4 {
             assert!(Instant::now() < deadline, "a submission never showed in the counts");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
