@@ -422,7 +422,8 @@ pub async fn plugins(State(state): State<AppState>, Caller(_tenant): Caller) -> 
 }
 
 /// `GET /api/v1/queues`: counts per queue from the host's snapshot, at most 0.5 s old and never
-/// older than a task start or end seen by this host, so that the answer never waits for the store.
+/// older than a task start or end seen by this host or a submission through its API, so that the
+/// answer never waits for the store.
 #[utoipa::path(get, path = "/api/v1/queues", tag = "queues", responses((status = 200, body = super::openapi::QueuesReply)))]
 pub async fn queues(State(state): State<AppState>, Caller(tenant): Caller) -> Result<Json<Value>, ApiError> {
     let stats = state.hub.queue_stats(tenant.scope()).await?;

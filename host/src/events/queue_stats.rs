@@ -6,9 +6,10 @@
 //! snapshot is younger than [`MAX_AGE`] and no change the hub saw since (a task started, ended or
 //! is retried: the events of [`changes_counts`]) makes it stale; otherwise it reads the store
 //! itself. A snapshot older than [`REFRESH_AFTER`] is refreshed in the background by the request
-//! that notices, one refresh at a time. So the counts lag at most [`MAX_AGE`] behind changes the
-//! hub does not see (submissions, another host's work, start times passing), and not at all behind
-//! those it sees.
+//! that notices, one refresh at a time. Submissions and dead-letter retries through this host's
+//! API make it stale too ([`EventHub::queue_counts_changed`]). So the counts lag at most
+//! [`MAX_AGE`] behind changes the hub does not see (another host's submissions and work, Celery
+//! ingress, start times passing), and not at all behind those it sees.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //!
 //! A host import never fails towards the guest: a plugin that breaks a rule (too many events, a
 //! reserved event type, data that is not JSON) is stopped with a trap, and the rule it broke is
-//! recorded here as [`TaskState::violation`] so that the outcome names it.
+//! recorded here as `TaskState::violation` so that the outcome names it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

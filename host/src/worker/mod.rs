@@ -109,7 +109,7 @@ pub struct RunningTasks {
 
 impl RunningTasks {
     /// Stops a task running on this host; false when it is not running here (the request is
-    /// then remembered for a while, see [`UNMATCHED_CANCEL_MEMORY`]).
+    /// then remembered for a while, for `UNMATCHED_CANCEL_MEMORY`).
     pub fn cancel(&self, task_id: &str) -> bool {
         let found = match self.tasks.lock() {
             Ok(tasks) => tasks.get(task_id).map(|t| t.cancel.cancel()).is_some(),

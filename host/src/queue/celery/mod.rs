@@ -2,7 +2,7 @@
 //! served by taskhost hosts (`host run --redis URL --celery`).
 //!
 //! This is a *translator*, not a second worker path. Celery messages are turned into ordinary
-//! [`NewTask`]s in the host's own [`Broker`] (Redis), which runs them like every other task: same
+//! [`NewTask`](crate::queue::NewTask)s in the host's own [`Broker`] (Redis), which runs them like every other task: same
 //! sandbox, limits, leases, retries, events and tenants. What the tasks report is turned back into
 //! what Celery clients read. Four parts:
 //!

@@ -165,7 +165,7 @@ pub fn add_write(pipe: &mut Pipeline, shared: &Shared, write: &ResultWrite, now:
         .arg(u8::from(write.store));
 }
 
-/// Does `writes` with [`WRITE_RESULTS`], [`WRITES_PER_CALL`] per call; returns for each write
+/// Does `writes` with `WRITE_RESULTS`, `WRITES_PER_CALL` per call; returns for each write
 /// whether it settled the task (took it out of the in-flight set).
 pub async fn write_batch(
     shared: &Shared,
