@@ -22,7 +22,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  plugins   build every plugin under plugins/, examples/ and tests/fixtures/ for {WASM_TARGET}\n  \
-                 ci        install what is missing (wasm target, Debian packages, Python and npm oracles),\n            build plugins, check fmt and clippy, run every test"
+                 ci        install what is missing (wasm target, Debian packages, Python and npm oracles),\n            build plugins, check fmt, clippy and API docs, run every test"
             );
             std::process::exit(2)
         }
@@ -139,6 +139,12 @@ fn ci(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The SDK's and the host's API docs are references for plugin authors and contributors: no
+    // broken or private links.
+    run(Command::new(&cargo)
+        .current_dir(root)
+        .args(["doc", "--no-deps", "-p", "taskhost-sdk", "-p", "taskhost"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
     run(Command::new(&cargo)
         .current_dir(root)
         .args(["test", "--workspace", "--no-fail-fast"])
