@@ -1444,7 +1444,7 @@ impl RedisBroker {
         queue: &str,
         args: Vec<Vec<u8>>,
     ) -> Result<T, BrokerError> {
-        invoke(&self.conn, &self.keys, &self.config, script, queue, args).await
+        self.link.run(script, queue, args).await
     }
 
     /// Sweeps every known queue once: forgets listing entries of expired records, takes back

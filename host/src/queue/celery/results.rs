@@ -144,15 +144,16 @@ impl ResultWrite {
     }
 }
 
+impl ResultWrite {
+    /// The result record Celery keeps for this write, as of `now`.
+    fn meta(&self, now: Millis) -> String {
+        protocol::result_meta(self.state, &self.task_id, self.result.clone(), self.traceback.as_deref(), now)
+    }
+}
+
 /// Adds the script of one write to `pipe`; its reply is 1 when the write settled the task.
 pub fn add_write(pipe: &mut Pipeline, shared: &Shared, write: &ResultWrite, now: Millis) {
-    let meta = protocol::result_meta(
-        write.state,
-        &write.task_id,
-        write.result.clone(),
-        write.traceback.as_deref(),
-        now,
-    );
+    let meta = write.meta(now);
     pipe.cmd("EVAL")
         .arg(WRITE_RESULT)
         .arg(2)
@@ -178,13 +179,7 @@ pub async fn write_batch(
         let mut invocation = WRITE_RESULTS_SCRIPT.key(shared.keys.inflight());
         invocation.arg(shared.config.result_expires.as_secs().max(1));
         for write in chunk {
-            let meta = protocol::result_meta(
-                write.state,
-                &write.task_id,
-                write.result.clone(),
-                write.traceback.as_deref(),
-                now,
-            );
+            let meta = write.meta(now);
             invocation
                 .key(protocol::result_key(&write.task_id))
                 .arg(meta)
