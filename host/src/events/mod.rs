@@ -483,7 +483,6 @@ mod tests {
 
     use super::*;
     use crate::queue::embedded::EmbeddedBroker;
-    use crate::queue::{NewTask, Priority};
 
     /// A hub over a fresh embedded store holding one task, `t1`; the store's folder lives as long
     /// as the returned guard.
@@ -495,23 +494,7 @@ mod tests {
     }
 
     async fn submit(broker: &Arc<dyn Broker>, id: &str) {
-        broker
-            .submit(NewTask {
-                id: id.to_owned(),
-                tenant: "acme".to_owned(),
-                plugin: "echo".to_owned(),
-                task_name: "echo".to_owned(),
-                queue: "default".to_owned(),
-                input: "{}".to_owned(),
-                priority: Priority::Normal,
-                not_before: None,
-                expires_at: None,
-                max_retries: 0,
-                limits: crate::sandbox::LimitsRequest::default(),
-                files: Vec::new(),
-            })
-            .await
-            .unwrap();
+        broker.submit(crate::queue::test_task(id)).await.unwrap();
     }
 
     fn events(kinds: &[&str]) -> Vec<NewEvent> {

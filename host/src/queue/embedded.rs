@@ -1192,20 +1192,7 @@ mod tests {
     use super::*;
 
     fn task(id: &str) -> NewTask {
-        NewTask {
-            id: id.to_owned(),
-            tenant: "acme".to_owned(),
-            plugin: "echo".to_owned(),
-            task_name: "echo".to_owned(),
-            queue: "default".to_owned(),
-            input: "{}".to_owned(),
-            priority: Priority::Normal,
-            not_before: None,
-            expires_at: None,
-            max_retries: 0,
-            limits: LimitsRequest::default(),
-            files: Vec::new(),
-        }
+        crate::queue::test_task(id)
     }
 
     fn queues() -> Vec<String> {

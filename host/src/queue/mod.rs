@@ -158,6 +158,25 @@ pub struct ErrorInfo {
     pub message: String,
 }
 
+/// A normal-priority task of tenant `acme` for plugin `echo` in queue `default`: the tests' fixture.
+#[cfg(test)]
+pub(crate) fn test_task(id: &str) -> NewTask {
+    NewTask {
+        id: id.to_owned(),
+        tenant: "acme".to_owned(),
+        plugin: "echo".to_owned(),
+        task_name: "echo".to_owned(),
+        queue: "default".to_owned(),
+        input: "{}".to_owned(),
+        priority: Priority::Normal,
+        not_before: None,
+        expires_at: None,
+        max_retries: 0,
+        limits: LimitsRequest::default(),
+        files: Vec::new(),
+    }
+}
+
 /// A task as submitted, after the API validated it.
 #[derive(Debug, Clone)]
 pub struct NewTask {
