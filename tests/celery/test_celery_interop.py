@@ -29,14 +29,22 @@ def seconds(api_time):
     return datetime.fromisoformat(api_time.replace("Z", "+00:00")).timestamp()
 
 
-def wait_until(check, timeout, what):
+def poll(check, timeout):
+    """The first truthy value of `check()` within `timeout` seconds, else None."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return None
+
+
+def wait_until(check, timeout, what):
+    value = poll(check, timeout)
+    if not value:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -377,12 +385,7 @@ def test_flower_lists_the_host_and_its_tasks():
         def a_task_seen():
             result = hello.delay("Flower")
             result.get(timeout=30)
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                if info := task_seen(result.id):
-                    return info
-                time.sleep(0.1)
-            return None
+            return poll(lambda: task_seen(result.id), 2)
 
         info = wait_until(a_task_seen, 40, "Flower to see a task")
         assert info["name"] == "tests.hello" and info["worker"] in nodes, info
