@@ -274,11 +274,33 @@ struct RLimit {
     maximum: u64,
 }
 
-// libc is not a dependency of the workspace; these three calls are all the generators need.
+// libc is not a dependency of the generators; these few calls are all they need.
 unsafe extern "C" {
     fn getrlimit(resource: i32, limit: *mut RLimit) -> i32;
     fn setrlimit(resource: i32, limit: *const RLimit) -> i32;
     fn sysconf(name: i32) -> i64;
+    fn setpriority(which: i32, who: u32, prio: i32) -> i32;
+    fn getpriority(which: i32, who: u32) -> i32;
+    fn gettid() -> i32;
+}
+
+/// `PRIO_PROCESS`: with a thread id, Linux applies the nice value to that thread alone.
+const PRIO_PROCESS: i32 = 0;
+
+/// Sets the calling thread's nice value (Linux keeps one per thread; raising it needs no
+/// privilege).
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: plain integer arguments; gettid has no preconditions.
+    if unsafe { setpriority(PRIO_PROCESS, gettid() as u32, nice) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The calling thread's nice value.
+pub fn thread_nice() -> i32 {
+    // SAFETY: as above. -1 is also a valid nice value; the generators only read 0 to 19.
+    unsafe { getpriority(PRIO_PROCESS, gettid() as u32) }
 }
 
 /// `RLIMIT_NOFILE` on Linux.
@@ -337,6 +359,19 @@ mod tests {
     #[test]
     fn api_times_parse_to_milliseconds() {
         assert_eq!(super::parse_rfc3339_ms("1970-01-01T00:00:01.250Z"), Some(1250.0));
+    }
+
+    #[test]
+    fn a_thread_lowers_its_own_priority_only() {
+        let before = super::thread_nice();
+        let lowered = std::thread::spawn(move || {
+            super::set_thread_nice((before + 5).min(19)).unwrap();
+            super::thread_nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + 5).min(19));
+        assert_eq!(super::thread_nice(), before);
     }
 
     #[test]

@@ -1,22 +1,30 @@
-//! `ws_load`: many WebSocket watchers on one host while a task streams events (issue 4).
+//! `ws_load`: many WebSocket watchers on one host while tasks stream events (issue 4).
 //!
-//! One `host` (embedded broker, `--concurrency 2`) runs two `hostile` tasks that sleep, which hold
-//! both slots; a `cvd` run, paced to a steady `--samples-per-sec`, waits behind them. N watchers
-//! open `/ws/tasks/{cvd}` while it waits (a quiet task): the host's resident memory before and
-//! after, divided by N, is the memory of an idle watcher, and its CPU over a few quiet seconds is
-//! the cost of keeping them. Then the sleepers are cancelled, the run starts, and every watcher
-//! receives every event: delivery latency is the receipt time minus the event's `ts` (stamped by
-//! the host's worker when it took the report from the plugin, before storing it). Meanwhile a
-//! separate connection requests `GET /api/v1/queues` (and `GET /healthz`, which touches no store)
-//! at a steady pace. The generator's own sockets use a 4 KiB read buffer (`--client-read-buffer`)
-//! so that its CPU stays out of the host's way; it still shares the machine's cores.
+//! One `host` (embedded broker) runs `hostile` tasks that sleep, one per slot; `--tasks` `cvd`
+//! runs, each paced to a steady `--samples-per-sec`, wait behind them. The watchers open
+//! `/ws/tasks/{cvd}` while the runs wait (quiet tasks), spread evenly over the runs; with
+//! `--queue-watchers` and `--events-watchers` some of them watch `/ws/queue` and `/ws/events`
+//! instead (a dashboard mix). The host's resident memory before and after, divided by the
+//! watchers, is the memory of an idle watcher, and its CPU over a few quiet seconds is the cost of
+//! keeping them. Then the sleepers are cancelled, one after another over `--stagger-ms` (runs
+//! that start at different moments, as runs do; `--tasks 1` is the extreme where every event
+//! goes to every watcher in one burst), and every watcher receives its run's events: delivery
+//! latency is the receipt time minus the event's `ts` (stamped by the host's worker when it took
+//! the report from the plugin, before storing it). Each watcher of a run gets the same message
+//! rate whatever `--tasks` is, so the aggregate rate stays the same. Meanwhile a separate
+//! connection requests `GET /api/v1/queues` (and `GET /healthz`, which touches no store) at a
+//! steady pace from a thread of its own. The generator's own sockets use a 4 KiB read buffer
+//! (`--client-read-buffer`) so that its CPU stays out of the host's way; it still shares the
+//! machine's cores, and `--watcher-nice` lowers the priority of its watcher threads (not of the
+//! probe's) to stand in for clients on other machines.
 //!
 //! ```sh
 //! cargo xtask plugins
 //! cargo build --release -p taskhost --bin host && cargo build --release -p taskhost-bench
-//! target/release/ws_load --watchers 10000
+//! target/release/ws_load --watchers 10000 --tasks 10
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -28,7 +36,7 @@ use serde_json::{Value, json};
 use taskhost_bench::{
     CpuMeter, HostProcess, Summary, load_average, ms, nproc, parse_rfc3339_ms, rss_kib, unix_ms,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -40,20 +48,37 @@ struct Args {
     /// The host binary (default: `host` beside this executable).
     #[arg(long)]
     host_bin: Option<std::path::PathBuf>,
-    /// Watchers to open.
+    /// More arguments for `host run` (repeat), e.g. `--host-arg=--ws-nice=10`.
+    #[arg(long, allow_hyphen_values = true)]
+    host_arg: Vec<String>,
+    /// Watchers to open, all kinds together.
     #[arg(long, default_value_t = 10_000)]
     watchers: usize,
-    /// Wall-clock length of the streaming run.
+    /// `cvd` runs streaming at once; the task watchers are spread evenly over them. 1 puts every
+    /// watcher on one run: each event is one burst to all of them.
+    #[arg(long, default_value_t = 10)]
+    tasks: usize,
+    /// Of `--watchers`, this many watch `/ws/queue` instead of a run.
+    #[arg(long, default_value_t = 0)]
+    queue_watchers: usize,
+    /// Of `--watchers`, this many watch `/ws/events` (every event of every task) instead of a run.
+    #[arg(long, default_value_t = 0)]
+    events_watchers: usize,
+    /// The runs start over this span, one after another (default: one sample interval, so that
+    /// their bursts fall at different moments as those of independent runs do).
+    #[arg(long)]
+    stagger_ms: Option<u64>,
+    /// Wall-clock length of each streaming run.
     #[arg(long, default_value_t = 60)]
     stream_secs: u64,
-    /// Progress samples the cvd run reports per second (each is a plugin `progress_update`, and
+    /// Progress samples a cvd run reports per second (each is a plugin `progress_update`, and
     /// the host adds its own coalesced `progress_update`).
     #[arg(long, default_value_t = 2.0)]
     samples_per_sec: f64,
     /// Connections being opened at once.
     #[arg(long, default_value_t = 200)]
     connect_parallelism: usize,
-    /// `GET /api/v1/queues` requests while the run streams.
+    /// `GET /api/v1/queues` requests while the runs stream.
     #[arg(long, default_value_t = 1000)]
     queues_requests: usize,
     /// Wait after the last watcher connected before reading the host's memory.
@@ -64,8 +89,13 @@ struct Args {
     /// way; the host's buffer is its own and not set here.
     #[arg(long, default_value_t = 4096)]
     client_read_buffer: usize,
-    /// Write every (watcher, seq, latency ms) to this CSV file, the run's events to
-    /// `<file>.events` and the `/queues` and `/healthz` samples to `<file>.probe`.
+    /// Nice value of the generator's watcher threads (0-19): above 0, the host and the probe
+    /// thread run before them when they compete for a core, as if the clients were on other
+    /// machines. The probe thread stays at the generator's own priority.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    watcher_nice: i32,
+    /// Write every (watcher, task, seq, latency ms) of the run watchers to this CSV file, the
+    /// runs' events to `<file>.events` and the `/queues` and `/healthz` samples to `<file>.probe`.
     #[arg(long)]
     dump: Option<std::path::PathBuf>,
     /// The host's `TASKHOST_LOG`.
@@ -73,13 +103,25 @@ struct Args {
     host_log: String,
 }
 
+/// What a watcher watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watching {
+    /// `/ws/tasks/{id}` of run number `.0`.
+    Run(usize),
+    /// `/ws/queue`.
+    Queue,
+    /// `/ws/events`.
+    Events,
+}
+
 /// What one watcher saw.
-#[derive(Default)]
 struct WatcherReport {
+    watching: Watching,
     connected: bool,
-    /// Sequence id and receipt minus `ts` of every live event, ms.
+    /// Sequence id and receipt minus `ts` of every live event, ms (for `/ws/queue`, of every
+    /// `task_status`; the sequence id is 0 there).
     latencies_ms: Vec<(u32, f32)>,
-    /// The last sequence id received.
+    /// The last sequence id received (runs only).
     last_seq: u64,
     gaps: u64,
     received: u64,
@@ -88,12 +130,34 @@ struct WatcherReport {
     error: Option<String>,
 }
 
+impl WatcherReport {
+    fn new(watching: Watching) -> Self {
+        WatcherReport {
+            watching,
+            connected: false,
+            latencies_ms: Vec::new(),
+            last_seq: 0,
+            gaps: 0,
+            received: 0,
+            finished: false,
+            close_code: None,
+            error: None,
+        }
+    }
+}
+
 /// Fd headroom for the generator itself beside its watchers.
 const OWN_FDS: u64 = 200;
 
-#[tokio::main]
+/// How long each sleeper would sleep: it holds a slot until cancelled, within hostile's 60 s limit.
+const SLEEPER_MS: u64 = 58_000;
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
     let host_bin = taskhost_bench::host_binary(args.host_bin.clone())?;
     let (soft, hard) = taskhost_bench::raise_open_files_limit()?;
     let mut watchers = args.watchers;
@@ -105,10 +169,24 @@ async fn main() -> anyhow::Result<()> {
             args.watchers
         ));
     }
+    if args.queue_watchers + args.events_watchers >= watchers {
+        bail!("--queue-watchers and --events-watchers leave no run watcher of {watchers}");
+    }
+    let run_watchers = watchers - args.queue_watchers - args.events_watchers;
+    let runs = args.tasks;
+    let slots = runs.max(2);
+    let sample_interval_ms = 1000.0 / args.samples_per_sec;
+    let stagger = Duration::from_millis(if runs == 1 {
+        0
+    } else {
+        args.stagger_ms.unwrap_or(sample_interval_ms.round() as u64)
+    });
     let load_before = load_average();
     let started = Instant::now();
     println!(
-        "ws_load: {watchers} watchers, nproc {}, load average {load_before}, open files limit {soft}/{hard}",
+        "ws_load: {watchers} watchers ({run_watchers} on {runs} runs, {} on /ws/queue, {} on /ws/events), nproc {}, load average {load_before}, open files limit {soft}/{hard}",
+        args.queue_watchers,
+        args.events_watchers,
         nproc()
     );
 
@@ -121,37 +199,57 @@ async fn main() -> anyhow::Result<()> {
             bail!("{wasm} is missing: run `cargo xtask plugins` first");
         }
     }
-    let host_args: Vec<String> = [
+    let mut host_args: Vec<String> = [
         "--plugins",
         &plugins,
         "--data-dir",
         &dir.path().join("data").display().to_string(),
         "--concurrency",
-        "2",
+        &slots.to_string(),
     ]
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    host_args.extend(args.host_arg.iter().cloned());
     let host = HostProcess::start(&host_bin, &host_args, &dir.path().join("host.log"), &args.host_log)?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     host.wait_ready(&http).await?;
     let pid = host.pid();
     let me = std::process::id();
 
+    // The watchers' own runtime, on threads that may run at a lower priority than the probe's.
+    let watcher_nice = args.watcher_nice;
+    let watcher_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(nproc())
+        .thread_name("watchers")
+        .enable_all()
+        .on_thread_start(move || {
+            if watcher_nice != 0
+                && let Err(e) = taskhost_bench::set_thread_nice(watcher_nice)
+            {
+                eprintln!("cannot lower the watcher threads' priority: {e}");
+            }
+        })
+        .build()?;
+
     // GET /queues on a quiet host, for comparison.
     let (quiet_queues, quiet_health) =
         probe_on_own_thread(host.base.clone(), 300, Duration::from_millis(5), Duration::ZERO, None).await??;
 
-    // Two sleepers hold both slots; the streaming run waits behind them.
+    // Sleepers hold every slot; the streaming runs wait behind them.
     let mut sleepers = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..slots {
         sleepers.push(
-            submit(&http, &host.base, json!({"plugin": "hostile", "input": {"mode": "sleep", "ms": 58_000}}))
-                .await?,
+            submit(
+                &http,
+                &host.base,
+                json!({"plugin": "hostile", "input": {"mode": "sleep", "ms": SLEEPER_MS}}),
+            )
+            .await?,
         );
     }
     for id in &sleepers {
-        wait_status(&http, &host.base, id, &["running"], Duration::from_secs(30)).await?;
+        wait_status(&http, &host.base, id, &["running"], Duration::from_secs(60)).await?;
     }
     let report_interval_sec = 10.0;
     let speedup = args.samples_per_sec * report_interval_sec;
@@ -161,31 +259,48 @@ async fn main() -> anyhow::Result<()> {
                    "precursor_flow_sccm": 80.0, "carrier_gas_flow_sccm": 500.0, "duration_sec": duration_sec},
         "simulation": {"speedup": speedup, "report_interval_sec": report_interval_sec},
     });
-    let stream_id = submit(&http, &host.base, json!({"plugin": "cvd", "input": stream_input})).await?;
-    let status = task(&http, &host.base, &stream_id).await?["status"].clone();
-    if status != "queued" {
-        bail!("the streaming task should wait behind the sleepers but is {status}");
+    let mut run_ids = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let id = submit(&http, &host.base, json!({"plugin": "cvd", "input": stream_input})).await?;
+        let status = task(&http, &host.base, &id).await?["status"].clone();
+        if status != "queued" {
+            bail!("the streaming runs should wait behind the sleepers but one is {status}");
+        }
+        run_ids.push(id);
     }
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(pid)?;
     let own_rss_before = rss_kib(me)?;
 
-    // Open the watchers.
-    let url = host.ws(&format!("/ws/tasks/{stream_id}"));
+    // Open the watchers: the dashboard ones spread among the run watchers, the run watchers
+    // spread evenly over the runs.
+    let plan = watcher_plan(run_watchers, runs, args.queue_watchers, args.events_watchers);
     let gate = Arc::new(Semaphore::new(args.connect_parallelism));
     let connected = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    let (stop_dashboards, dashboards_stop) = watch::channel(false);
     let connect_started = Instant::now();
-    let mut handles = Vec::with_capacity(watchers);
-    for _ in 0..watchers {
-        handles.push(tokio::spawn(watch(
-            url.clone(),
+    let (mut handles, mut dashboard_handles) = (Vec::with_capacity(watchers), Vec::new());
+    for watching in plan {
+        let url = match watching {
+            Watching::Run(run) => host.ws(&format!("/ws/tasks/{}", run_ids[run])),
+            Watching::Queue => host.ws("/ws/queue"),
+            Watching::Events => host.ws("/ws/events"),
+        };
+        let handle = watcher_runtime.spawn(watch_stream(
+            url,
+            watching,
             (args.client_read_buffer > 0).then_some(args.client_read_buffer),
             gate.clone(),
             connected.clone(),
             failed.clone(),
-        )));
+            dashboards_stop.clone(),
+        ));
+        match watching {
+            Watching::Run(_) => handles.push(handle),
+            Watching::Queue | Watching::Events => dashboard_handles.push(handle),
+        }
     }
     let connect_deadline = Instant::now() + Duration::from_secs(90);
     while connected.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < watchers {
@@ -208,18 +323,23 @@ async fn main() -> anyhow::Result<()> {
     let idle_cores = idle_cpu.cores();
     let rss_after = rss_kib(pid)?;
     let own_rss_after = rss_kib(me)?;
-    let still_queued = task(&http, &host.base, &stream_id).await?["status"] == "queued";
-    if !still_queued {
-        notes.push(
-            "the streaming run started before the idle measurement ended (sleepers ended early)".into(),
-        );
+    for id in &run_ids {
+        if task(&http, &host.base, id).await?["status"] != "queued" {
+            notes.push(
+                "a streaming run started before the idle measurement ended (sleepers ended early)".into(),
+            );
+            break;
+        }
     }
 
-    // Release the slots: the run starts and streams to every watcher.
+    // Release the slots one after another: each frees one slot, which one queued run takes.
     let load_stream_start = load_average();
     let stream_cpu = CpuMeter::start(&[pid, me]);
     let stream_cpu_started = Instant::now();
-    for id in &sleepers {
+    let release_started = tokio::time::Instant::now();
+    for (i, id) in sleepers.iter().enumerate() {
+        let at = if i < runs { stagger.mul_f64(i as f64 / runs as f64) } else { stagger };
+        tokio::time::sleep_until(release_started + at).await;
         http.post(format!("{}/api/v1/tasks/{id}/cancel", host.base)).send().await?;
     }
     let interval =
@@ -231,42 +351,61 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(2),
         args.dump.as_ref().map(|d| d.with_extension("probe")),
     );
+    // The run watchers end with their run; the dashboard watchers are told to stop after that.
     let mut reports = Vec::with_capacity(watchers);
     let wait = Duration::from_secs(args.stream_secs + 90);
     for handle in handles {
-        let report = tokio::time::timeout(wait, handle).await.context("a watcher did not finish")??;
-        reports.push(report);
+        reports.push(tokio::time::timeout(wait, handle).await.context("a watcher did not finish")??);
+    }
+    let _ = stop_dashboards.send(true);
+    let mut dashboard_reports = Vec::with_capacity(dashboard_handles.len());
+    for handle in dashboard_handles {
+        dashboard_reports
+            .push(tokio::time::timeout(wait, handle).await.context("a dashboard watcher did not stop")??);
     }
     let stream_cores = stream_cpu.cores();
     let stream_cpu_secs = stream_cpu_started.elapsed().as_secs_f64();
     let (busy_queues, busy_health) = probe.await??;
     let load_after = load_average();
 
-    let final_task = task(&http, &host.base, &stream_id).await?;
-    let events: Value = http
-        .get(format!("{}/api/v1/tasks/{stream_id}/events?limit=10000", host.base))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let stored_events = events["events"].as_array().map_or(0, Vec::len);
-    let stream_secs = match (
-        final_task["started_at"].as_str().and_then(parse_rfc3339_ms),
-        final_task["finished_at"].as_str().and_then(parse_rfc3339_ms),
-    ) {
-        (Some(a), Some(b)) => (b - a) / 1000.0,
-        _ => f64::NAN,
-    };
+    // Every run's end, and its events.
+    let mut stored_events = Vec::with_capacity(runs);
+    let mut run_spans = Vec::with_capacity(runs);
+    let mut not_succeeded = Vec::new();
+    let mut event_lines = Vec::new();
+    for (run, id) in run_ids.iter().enumerate() {
+        let final_task = task(&http, &host.base, id).await?;
+        let events: Value = http
+            .get(format!("{}/api/v1/tasks/{id}/events?limit=10000", host.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let events = events["events"].as_array().cloned().unwrap_or_default();
+        stored_events.push(events.len() as u64);
+        event_lines
+            .extend(events.iter().map(|e| format!("{run},{},{},{}", e["seq"], e["event_type"], e["ts"])));
+        if let (Some(a), Some(b)) = (
+            final_task["started_at"].as_str().and_then(parse_rfc3339_ms),
+            final_task["finished_at"].as_str().and_then(parse_rfc3339_ms),
+        ) {
+            run_spans.push((a, b));
+        }
+        if final_task["status"] != "succeeded" {
+            not_succeeded.push(format!("{id} ended {}: {}", final_task["status"], final_task["error"]));
+        }
+    }
 
     // Everything measured: summarise.
     let mut latencies: Vec<f64> = Vec::new();
     let (mut complete, mut gaps, mut lagged, mut errors, mut received) = (0, 0, 0, 0, 0u64);
     let mut first_error = None;
     for r in &reports {
+        let Watching::Run(run) = r.watching else { continue };
         latencies.extend(r.latencies_ms.iter().map(|(_, l)| f64::from(*l)));
         received += r.received;
         gaps += r.gaps;
-        if r.finished && r.last_seq == stored_events as u64 && r.gaps == 0 {
+        if r.finished && r.last_seq == stored_events[run] && r.gaps == 0 {
             complete += 1;
         }
         if r.close_code == Some(4008) {
@@ -277,28 +416,43 @@ async fn main() -> anyhow::Result<()> {
             first_error.get_or_insert_with(|| e.clone());
         }
     }
+    let mut dashboard = HashMap::new();
+    for kind in [Watching::Queue, Watching::Events] {
+        let mine: Vec<&WatcherReport> = dashboard_reports.iter().filter(|r| r.watching == kind).collect();
+        let mut lat: Vec<f64> =
+            mine.iter().flat_map(|r| r.latencies_ms.iter().map(|(_, l)| f64::from(*l))).collect();
+        let got: u64 = mine.iter().map(|r| r.received).sum();
+        let kind_gaps: u64 = mine.iter().map(|r| r.gaps).sum();
+        let kind_lagged = mine.iter().filter(|r| r.close_code == Some(4008)).count();
+        let kind_errors = mine.iter().filter(|r| r.error.is_some()).count();
+        if let Some(e) = mine.iter().find_map(|r| r.error.clone()) {
+            first_error.get_or_insert(e);
+        }
+        dashboard.insert(
+            if kind == Watching::Queue { "queue" } else { "events" },
+            (mine.len(), Summary::of(&mut lat), got, kind_gaps, kind_lagged, kind_errors),
+        );
+    }
     if let Some(path) = &args.dump {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         for (w, r) in reports.iter().enumerate() {
+            let Watching::Run(run) = r.watching else { continue };
             for (seq, l) in &r.latencies_ms {
-                writeln!(out, "{w},{seq},{l}")?;
+                writeln!(out, "{w},{run},{seq},{l}")?;
             }
         }
-        let types: Vec<String> = events["events"]
-            .as_array()
-            .map(|a| a.iter().map(|e| format!("{},{},{}", e["seq"], e["event_type"], e["ts"])).collect())
-            .unwrap_or_default();
-        std::fs::write(path.with_extension("events"), types.join("\n"))?;
+        std::fs::write(path.with_extension("events"), event_lines.join("\n"))?;
     }
-    let connected_watchers = reports.iter().filter(|r| r.connected).count();
-    // Per event: the first watcher's latency (store and publish, plus one send) and the spread to
-    // the last watcher (the fan-out itself).
-    let mut per_event: std::collections::HashMap<u32, (f64, f64)> = std::collections::HashMap::new();
+    let connected_watchers = reports.iter().chain(&dashboard_reports).filter(|r| r.connected).count();
+    // Per event of a run: the first watcher's latency (store and publish, plus one send) and the
+    // spread to the last watcher of that run (the fan-out itself).
+    let mut per_event: HashMap<(usize, u32), (f64, f64)> = HashMap::new();
     for r in &reports {
+        let Watching::Run(run) = r.watching else { continue };
         for (seq, l) in &r.latencies_ms {
             let l = f64::from(*l);
-            let entry = per_event.entry(*seq).or_insert((l, l));
+            let entry = per_event.entry((run, *seq)).or_insert((l, l));
             entry.0 = entry.0.min(l);
             entry.1 = entry.1.max(l);
         }
@@ -308,20 +462,36 @@ async fn main() -> anyhow::Result<()> {
     let over_50 = latencies.iter().filter(|l| **l > 50.0).count();
     let delivery = Summary::of(&mut latencies);
     let per_watcher_kib = (rss_after as f64 - rss_before as f64) / open.max(1) as f64;
-    let events_per_sec = stored_events as f64 / stream_secs;
+    let all_received = received + dashboard.values().map(|d| d.2).sum::<u64>();
+    let (first_start, last_end) = run_spans
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (start, end)| (a.min(*start), b.max(*end)));
+    let streaming_secs = (last_end - first_start) / 1000.0;
+    let run_secs: Vec<f64> = run_spans.iter().map(|(a, b)| (b - a) / 1000.0).collect();
+    let events_total: u64 = stored_events.iter().sum();
+    let per_run_rate = events_total as f64 / run_secs.iter().sum::<f64>();
 
     println!();
     println!("## WebSocket fan-out (`ws_load`)");
     println!();
     println!("| measure | value | target (issue 4) |");
     println!("| --- | --- | --- |");
-    println!("| watchers connected | {connected_watchers} of {watchers} (in {connect_secs:.1} s) | 10,000 |");
     println!(
-        "| events of the run | {stored_events} in {stream_secs:.1} s ({events_per_sec:.1}/s to every watcher; {:.0} messages/s in all) | a few per second |",
-        events_per_sec * open as f64
+        "| watchers connected | {connected_watchers} of {watchers} (in {connect_secs:.1} s): {run_watchers} on {runs} runs, {} on `/ws/queue`, {} on `/ws/events` | 10,000 |",
+        args.queue_watchers, args.events_watchers
     );
     println!(
-        "| delivery latency p50 / p99 / max | {} / {} / {} ms ({} samples, {:.2} % over 50 ms) | p99 < 50 ms |",
+        "| events of the runs | {events_total} in {runs} runs of {:.1}-{:.1} s, starts spread over {} ms ({per_run_rate:.1}/s per run to each of its watchers) | a few per second |",
+        run_secs.iter().copied().fold(f64::INFINITY, f64::min),
+        run_secs.iter().copied().fold(0.0, f64::max),
+        stagger.as_millis()
+    );
+    println!(
+        "| messages received, all watchers | {all_received} in {streaming_secs:.1} s: {:.0} messages/s | |",
+        all_received as f64 / streaming_secs
+    );
+    println!(
+        "| run watchers: delivery latency p50 / p99 / max | {} / {} / {} ms ({} samples, {:.2} % over 50 ms) | p99 < 50 ms |",
         ms(delivery.p50),
         ms(delivery.p99),
         ms(delivery.max),
@@ -335,14 +505,28 @@ async fn main() -> anyhow::Result<()> {
         ms(first.max)
     );
     println!(
-        "| per event: last minus first watcher p50 / p99 / max | {} / {} / {} ms | |",
+        "| per event: last minus first watcher of its run p50 / p99 / max | {} / {} / {} ms | |",
         ms(spread.p50),
         ms(spread.p99),
         ms(spread.max)
     );
-    println!("| messages received by all watchers | {received} | |");
-    println!("| watchers that got every event, in order, then the close | {complete} | all |");
-    println!("| gaps / closed as lagged (4008) / errors | {gaps} / {lagged} / {errors} | 0 |");
+    println!("| run watchers: messages received | {received} | |");
+    println!(
+        "| run watchers that got every event, in order, then the close | {complete} of {run_watchers} | all |"
+    );
+    println!("| run watchers: gaps / closed as lagged (4008) / errors | {gaps} / {lagged} / {errors} | 0 |");
+    for (name, path) in [("queue", "/ws/queue"), ("events", "/ws/events")] {
+        let (count, lat, got, g, l, e) = dashboard[name];
+        if count == 0 {
+            continue;
+        }
+        println!(
+            "| `{path}` watchers ({count}): messages, latency p50 / p99 / max, gaps / lag closes / errors | {got}, {} / {} / {} ms, {g} / {l} / {e} | |",
+            ms(lat.p50),
+            ms(lat.p99),
+            ms(lat.max)
+        );
+    }
     println!(
         "| host RSS before → after opening the watchers | {:.1} → {:.1} MiB | |",
         rss_before as f64 / 1024.0,
@@ -369,8 +553,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| CPU per message delivered while streaming (host / generator) | {:.1} / {:.1} µs | |",
-        stream_cores[0] * stream_cpu_secs * 1e6 / received.max(1) as f64,
-        stream_cores[1] * stream_cpu_secs * 1e6 / received.max(1) as f64
+        stream_cores[0] * stream_cpu_secs * 1e6 / all_received.max(1) as f64,
+        stream_cores[1] * stream_cpu_secs * 1e6 / all_received.max(1) as f64
     );
     println!(
         "| `GET /api/v1/queues` quiet host p50 / p99 / max | {} / {} / {} ms ({} requests) | |",
@@ -400,17 +584,24 @@ async fn main() -> anyhow::Result<()> {
     println!("| total wall time | {:.0} s | |", started.elapsed().as_secs_f64());
     println!();
     println!(
-        "Method: one `host` (embedded broker, `--concurrency 2`, `TASKHOST_LOG={}`), the generator on the same \
-         machine (one tokio runtime, {} worker threads). Two `hostile` sleepers hold the slots while {watchers} \
-         watchers open `/ws/tasks/{{id}}` of a queued `cvd` run ({} at a time); memory per idle watcher = \
-         (VmRSS after {} s settle − VmRSS before) / watchers. The sleepers are cancelled, the run streams \
-         {:.0} simulated s at {speedup}x (one sample every {report_interval_sec} simulated s); delivery latency = \
-         receipt time − the event's `ts` (whole ms, so up to 1 ms high), live events only. `GET /api/v1/queues`: \
-         {} requests one after another on one keep-alive connection, one every {:.0} ms, from 2 s into the run, each followed by a `GET /healthz`, from a thread and runtime of their own.",
+        "Method: one `host run --concurrency {slots} {}` (embedded broker, `TASKHOST_LOG={}`), the generator on the \
+         same machine (its watchers on a tokio runtime of {} worker threads at nice {watcher_nice}). {slots} `hostile` \
+         sleepers hold the slots while {watchers} watchers open their streams ({} at a time): {run_watchers} \
+         `/ws/tasks/{{id}}` spread evenly over {runs} queued `cvd` runs, {} `/ws/queue`, {} `/ws/events`; memory per \
+         idle watcher = (VmRSS after {} s settle − VmRSS before) / watchers. The sleepers are cancelled one after \
+         another over {} ms, each run streams {:.0} simulated s at {speedup}x (one sample every \
+         {report_interval_sec} simulated s); delivery latency = receipt time − the event's `ts` (whole ms, so up to \
+         1 ms high), live events only. `GET /api/v1/queues`: {} requests one after another on one keep-alive \
+         connection, one every {:.0} ms, from 2 s after the first run was released, each followed by a \
+         `GET /healthz`, from a thread and runtime of their own at the generator's priority.",
+        args.host_arg.join(" "),
         args.host_log,
         nproc(),
         args.connect_parallelism,
+        args.queue_watchers,
+        args.events_watchers,
         args.settle_secs,
+        stagger.as_millis(),
         duration_sec,
         args.queues_requests,
         interval.as_secs_f64() * 1000.0
@@ -421,22 +612,39 @@ async fn main() -> anyhow::Result<()> {
     if let Some(e) = first_error {
         println!("First watcher error: {e}");
     }
-    if final_task["status"] != "succeeded" {
-        println!("The streaming run ended {}: {}", final_task["status"], final_task["error"]);
+    for line in &not_succeeded {
+        println!("A streaming run did not succeed: {line}");
     }
     drop(host);
+    watcher_runtime.shutdown_background();
     Ok(())
 }
 
-/// One watcher: connects (at most `gate` at once), then reads until the server closes.
-async fn watch(
+/// What each watcher watches, in connection order: the `/ws/queue` and `/ws/events` watchers
+/// spread among the run watchers, and watcher `i` of the runs on run `i % runs`.
+fn watcher_plan(run_watchers: usize, runs: usize, queue: usize, events: usize) -> Vec<Watching> {
+    let mut plan: Vec<Watching> = (0..run_watchers).map(|i| Watching::Run(i % runs)).collect();
+    let dashboard =
+        std::iter::repeat_n(Watching::Queue, queue).chain(std::iter::repeat_n(Watching::Events, events));
+    let every = (run_watchers / (queue + events).max(1)).max(1);
+    for (n, watching) in dashboard.enumerate() {
+        plan.insert(((n + 1) * (every + 1) - 1).min(plan.len()), watching);
+    }
+    plan
+}
+
+/// One watcher: connects (at most `gate` at once), then reads until the server closes (a run's
+/// stream) or until `stop` turns true (`/ws/queue`, `/ws/events`, which never end by themselves).
+async fn watch_stream(
     url: String,
+    watching: Watching,
     read_buffer: Option<usize>,
     gate: Arc<Semaphore>,
     connected: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
 ) -> WatcherReport {
-    let mut report = WatcherReport::default();
+    let mut report = WatcherReport::new(watching);
     let permit = gate.acquire().await;
     let config = read_buffer.map(|bytes| WebSocketConfig::default().read_buffer_size(bytes));
     let mut socket = match tokio_tungstenite::connect_async_with_config(url.as_str(), config, true).await {
@@ -451,17 +659,42 @@ async fn watch(
     report.connected = true;
     connected.fetch_add(1, Ordering::Relaxed);
     let connected_at = unix_ms();
-    while let Some(message) = socket.next().await {
+    // `/ws/events`: the last sequence id per task, to see gaps.
+    let mut last_per_task: HashMap<String, u64> = HashMap::new();
+    loop {
+        let message = tokio::select! {
+            message = socket.next() => message,
+            _ = stop.changed(), if !matches!(watching, Watching::Run(_)) => {
+                report.finished = true;
+                let _ = socket.close(None).await;
+                break;
+            }
+        };
+        let Some(message) = message else { break };
         match message {
             Ok(Message::Text(text)) => {
                 let received_at = unix_ms();
                 let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else { continue };
                 report.received += 1;
                 let seq = event["seq"].as_u64().unwrap_or(0);
-                if seq != report.last_seq + 1 {
-                    report.gaps += 1;
+                match watching {
+                    Watching::Run(_) => {
+                        if seq != report.last_seq + 1 {
+                            report.gaps += 1;
+                        }
+                        report.last_seq = seq;
+                    }
+                    Watching::Events => {
+                        let task = event["task_id"].as_str().unwrap_or_default().to_owned();
+                        if let Some(last) = last_per_task.insert(task, seq)
+                            && seq != last + 1
+                        {
+                            report.gaps += 1;
+                        }
+                    }
+                    Watching::Queue if event["type"] != "task_status" => continue,
+                    Watching::Queue => {}
                 }
-                report.last_seq = seq;
                 if let Some(ts) = event["ts"].as_str().and_then(parse_rfc3339_ms)
                     && ts >= connected_at.floor()
                 {
@@ -576,5 +809,25 @@ async fn wait_status(
             bail!("task {id} is {} after {deadline:?}", t["status"]);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Watching, watcher_plan};
+
+    #[test]
+    fn the_plan_spreads_run_watchers_evenly_and_mixes_in_the_dashboards() {
+        let plan = watcher_plan(100, 7, 3, 2);
+        assert_eq!(plan.len(), 105);
+        for run in 0..7 {
+            let on_run = plan.iter().filter(|w| **w == Watching::Run(run)).count();
+            assert!((14..=15).contains(&on_run), "run {run}: {on_run}");
+        }
+        assert_eq!(plan.iter().filter(|w| **w == Watching::Queue).count(), 3);
+        assert_eq!(plan.iter().filter(|w| **w == Watching::Events).count(), 2);
+        // Not all at the start or the end.
+        let first_dashboard = plan.iter().position(|w| !matches!(w, Watching::Run(_))).unwrap();
+        assert!(first_dashboard > 0 && first_dashboard < 40, "{first_dashboard}");
     }
 }

@@ -22,6 +22,7 @@ use serde_json::json;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use ws::{DEFAULT_FANOUT_NICE, set_fanout_nice};
 
 use crate::events::EventHub;
 use crate::plugin::PluginRegistry;

@@ -24,6 +24,7 @@
 //! keep idle connections alive through proxies.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -187,23 +188,34 @@ async fn on_fanout_runtime(stream: impl Future<Output = ()> + Send + 'static) {
     }
 }
 
+/// The fan-out threads' nice value by default; see [`set_fanout_nice`].
+pub const DEFAULT_FANOUT_NICE: i32 = 0;
+
+/// The nice value the fan-out threads take when they start.
+static FANOUT_NICE: AtomicI32 = AtomicI32::new(DEFAULT_FANOUT_NICE);
+
+/// Sets the nice value (0 to 19) of the fan-out threads; call before the first WebSocket stream
+/// (`host run --ws-nice`). Above 0, the kernel runs the REST API, event storage and the tasks
+/// first whenever they and the fan-out compete for a core: the fan-out is bulk work that can
+/// wait a few milliseconds, a `GET` is not. The trade-off: next to other CPU-bound processes at
+/// normal priority, the fan-out gets a smaller share of the cores and delivery slows.
+pub fn set_fanout_nice(nice: i32) {
+    FANOUT_NICE.store(nice.clamp(0, 19), Ordering::Relaxed);
+}
+
 /// The runtime every WebSocket stream runs on, apart from the one that serves REST, stores events
 /// and runs tasks. An event of a task with 10,000 watchers wakes 10,000 streams, each with a send
 /// to make: on one runtime, a REST request (or the wake-up of a store call) arriving meanwhile
 /// would wait behind all of them; on its own threads it is served in between, by the kernel's
-/// scheduler. Its sockets stay registered with the main runtime's I/O driver, which wakes them
-/// only when a client sends something or a full send buffer drains. Started on first use, with
-/// one worker thread per core.
+/// scheduler (sooner still with [`set_fanout_nice`]). Its sockets stay registered with the main
+/// runtime's I/O driver, which wakes them only when a client sends something or a full send
+/// buffer drains. Started on first use, with one worker thread per core.
 fn fanout_runtime() -> Option<&'static tokio::runtime::Handle> {
     static FANOUT: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
     FANOUT
         .get_or_init(|| {
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .thread_name("ws-fanout")
-                .enable_all()
-                .build()
+            build_fanout_runtime(threads, FANOUT_NICE.load(Ordering::Relaxed))
                 .inspect_err(|error| {
                     tracing::error!(%error, "cannot start the WebSocket fan-out runtime; streams share the main one")
                 })
@@ -211,6 +223,36 @@ fn fanout_runtime() -> Option<&'static tokio::runtime::Handle> {
         })
         .as_ref()
         .map(tokio::runtime::Runtime::handle)
+}
+
+fn build_fanout_runtime(threads: usize, nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("ws-fanout")
+        .enable_all()
+        .on_thread_start(move || {
+            if nice != 0
+                && let Err(error) = set_thread_nice(nice)
+            {
+                tracing::warn!(%error, nice, "cannot lower the priority of a WebSocket fan-out thread");
+            }
+        })
+        .build()
+}
+
+/// Sets the calling thread's nice value: Linux keeps one per thread, and raising it needs no
+/// privilege.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: both calls take and return plain integers and touch no memory of ours.
+    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if done == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "per-thread nice values are Linux only"))
 }
 
 /// What a stream needs to know of a task to filter and label its events.
@@ -409,4 +451,31 @@ async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Optio
         "slots": state.slots,
         "queues": stats,
     }))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// The calling thread's nice value.
+    #[allow(unsafe_code)]
+    fn thread_nice() -> i32 {
+        // SAFETY: plain integers in and out.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn the_fanout_threads_run_at_the_nice_value_asked_for_and_nothing_else_does() {
+        let own = thread_nice();
+        let wanted = (own + 7).min(19);
+        let runtime = super::build_fanout_runtime(2, wanted).unwrap();
+        let seen = runtime.block_on(runtime_spawned_nice());
+        assert_eq!(seen, wanted);
+        assert_eq!(thread_nice(), own, "the caller's thread keeps its priority");
+        let plain = super::build_fanout_runtime(1, 0).unwrap();
+        assert_eq!(plain.block_on(runtime_spawned_nice()), own);
+    }
+
+    /// The nice value of a worker thread of the current runtime.
+    async fn runtime_spawned_nice() -> i32 {
+        tokio::spawn(async { thread_nice() }).await.unwrap()
+    }
 }

@@ -83,6 +83,12 @@ pub struct RunArgs {
     /// Largest task input accepted, in bytes.
     #[arg(long, default_value_t = api::DEFAULT_MAX_INPUT_BYTES, value_name = "BYTES")]
     max_input_bytes: usize,
+    /// Nice value (0-19) of the threads that fan events out to WebSocket watchers. Above 0, REST
+    /// requests, event storage and tasks run first when they compete with the fan-out for a core;
+    /// beside other busy processes the fan-out then gets less CPU (BENCHMARKS.md).
+    #[arg(long, default_value_t = api::DEFAULT_FANOUT_NICE, value_name = "NICE",
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    ws_nice: i32,
 }
 
 fn init_tracing() {
@@ -172,6 +178,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         })
     });
 
+    api::set_fanout_nice(args.ws_nice);
     let state = AppState {
         broker: broker.clone(),
         hub: hub.clone(),
