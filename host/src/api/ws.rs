@@ -255,43 +255,6 @@ fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
     Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "per-thread nice values are Linux only"))
 }
 
-/// What a stream needs to know of a task to filter and label its events.
-#[derive(Clone)]
-struct TaskMeta {
-    tenant: String,
-    plugin: String,
-    task_name: String,
-}
-
-/// Looks tasks up once per watcher; bounded so a long-lived watcher does not grow forever.
-struct MetaCache {
-    known: std::collections::HashMap<String, Option<TaskMeta>>,
-}
-
-impl MetaCache {
-    const CAPACITY: usize = 10_000;
-
-    fn new() -> Self {
-        MetaCache { known: std::collections::HashMap::new() }
-    }
-
-    async fn get(&mut self, state: &AppState, task_id: &str) -> Option<TaskMeta> {
-        if let Some(meta) = self.known.get(task_id) {
-            return meta.clone();
-        }
-        let meta = state.broker.get(None, task_id).await.ok().flatten().map(|t| TaskMeta {
-            tenant: t.tenant,
-            plugin: t.plugin,
-            task_name: t.task_name,
-        });
-        if self.known.len() >= Self::CAPACITY {
-            self.known.clear();
-        }
-        self.known.insert(task_id.to_owned(), meta.clone());
-        meta
-    }
-}
-
 /// Query of `/ws/events`.
 #[derive(Debug, Deserialize)]
 pub struct EventsStreamQuery {
@@ -319,7 +282,6 @@ async fn events_stream_inner(
 ) {
     crate::telemetry::watchers(1.0);
     let mut live = state.hub.subscribe();
-    let mut meta = MetaCache::new();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     loop {
@@ -329,7 +291,7 @@ async fn events_stream_inner(
                     if q.event_type.as_deref().is_some_and(|t| t != event.event_type) {
                         continue;
                     }
-                    let Some(task) = meta.get(&state, &event.task_id).await else { continue };
+                    let Some(task) = state.hub.task_meta(&event.task_id).await else { continue };
                     if tenant.scope().is_some_and(|t| t != task.tenant) || q.plugin.as_deref().is_some_and(|p| p != task.plugin) {
                         continue;
                     }
@@ -374,7 +336,6 @@ pub async fn queue_stream(
 async fn queue_stream_inner(state: AppState, tenant: crate::tenant::Tenant, mut socket: WebSocket) {
     crate::telemetry::watchers(1.0);
     let mut live = state.hub.subscribe();
-    let mut meta = MetaCache::new();
     let mut refresh = tokio::time::interval(QUEUE_STATUS_REFRESH);
     let mut dirty = true;
     let mut last_status: Option<tokio::time::Instant> = None;
@@ -400,7 +361,7 @@ async fn queue_stream_inner(state: AppState, tenant: crate::tenant::Tenant, mut 
                         }
                         _ => continue,
                     };
-                    let Some(task) = meta.get(&state, &event.task_id).await else { continue };
+                    let Some(task) = state.hub.task_meta(&event.task_id).await else { continue };
                     if tenant.scope().is_some_and(|t| t != task.tenant) {
                         continue;
                     }

@@ -184,7 +184,26 @@ struct HubShared {
     /// The channels of followed tasks. An entry lives as long as a follower holds its channel.
     tasks: Mutex<HashMap<String, Weak<TaskChannel>>>,
     queue_stats: queue_stats::QueueStatsCache,
+    /// Who each task belongs to, read once per task for every stream that asks.
+    meta: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<TaskMeta>>>>>,
 }
+
+/// What a host-wide stream (`/ws/events`, `/ws/queue`) needs to know of a task to filter and
+/// label its events. It never changes, so the hub reads it from the store once per task, for all
+/// streams together: a task's first event would otherwise cost one store read per stream, all at
+/// the same moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskMeta {
+    /// The tenant that submitted it.
+    pub tenant: String,
+    /// Its plugin.
+    pub plugin: String,
+    /// Its task name within the plugin.
+    pub task_name: String,
+}
+
+/// Tasks whose [`TaskMeta`] the hub keeps; past this the cache starts again empty.
+const TASK_META_CAPACITY: usize = 10_000;
 
 impl HubShared {
     fn tasks(&self) -> MutexGuard<'_, HashMap<String, Weak<TaskChannel>>> {
@@ -198,7 +217,32 @@ impl EventHub {
     pub fn new(broker: Arc<dyn Broker>) -> Self {
         let (all, _) = broadcast::channel(FANOUT_CAPACITY);
         let tasks = Mutex::new(HashMap::new());
-        EventHub { shared: Arc::new(HubShared { broker, all, tasks, queue_stats: Default::default() }) }
+        let meta = Mutex::new(HashMap::new());
+        EventHub { shared: Arc::new(HubShared { broker, all, tasks, queue_stats: Default::default(), meta }) }
+    }
+
+    /// Who `task_id` belongs to (`None` for a task the store does not know): read from the store
+    /// by the first caller, while any other caller for the same task waits for that read.
+    pub async fn task_meta(&self, task_id: &str) -> Option<TaskMeta> {
+        let cell = {
+            let mut known = self.shared.meta.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if known.len() >= TASK_META_CAPACITY && !known.contains_key(task_id) {
+                known.clear();
+            }
+            known.entry(task_id.to_owned()).or_default().clone()
+        };
+        let read = cell
+            .get_or_try_init(|| async {
+                let task = self.shared.broker.get(None, task_id).await?;
+                Ok::<_, BrokerError>(task.map(|t| TaskMeta {
+                    tenant: t.tenant,
+                    plugin: t.plugin,
+                    task_name: t.task_name,
+                }))
+            })
+            .await;
+        // A failed read is not kept: the next caller tries again.
+        read.ok().cloned().flatten()
     }
 
     /// Stores events for `task_id` and publishes them.
@@ -592,6 +636,17 @@ mod tests {
             assert_eq!(next(follower).await.unwrap().seq, 2);
             assert!(follower.next().await.unwrap().is_none());
         }
+    }
+
+    #[tokio::test]
+    async fn a_tasks_owner_is_looked_up_once_for_every_stream_that_asks() {
+        let (hub, _broker, _dir) = hub_with_task().await;
+        let asks: Vec<_> = (0..20).map(|_| hub.task_meta("t1")).collect();
+        let answers = futures::future::join_all(asks).await;
+        let expected = TaskMeta { tenant: "acme".into(), plugin: "echo".into(), task_name: "echo".into() };
+        assert!(answers.iter().all(|a| a.as_ref() == Some(&expected)), "{answers:?}");
+        assert_eq!(hub.shared.meta.lock().unwrap().len(), 1);
+        assert_eq!(hub.task_meta("nobody").await, None);
     }
 
     #[tokio::test]
