@@ -64,8 +64,10 @@ struct Args {
     /// Of `--watchers`, this many watch `/ws/events` (every event of every task) instead of a run.
     #[arg(long, default_value_t = 0)]
     events_watchers: usize,
-    /// The runs start over this span, one after another (default: one sample interval, so that
-    /// their bursts fall at different moments as those of independent runs do).
+    /// The runs start over this span, one after another (default: one sample interval). Whatever
+    /// the span, their phases within a sample interval are spread evenly, so that their bursts
+    /// fall at different moments as those of independent runs do; a longer span also spreads
+    /// their ends (see `release_offset`).
     #[arg(long)]
     stagger_ms: Option<u64>,
     /// Wall-clock length of each streaming run.
@@ -185,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
     let runs = args.tasks;
     let slots = runs.max(2);
     let sample_interval_ms = 1000.0 / args.samples_per_sec;
+    let sample_interval = Duration::from_secs_f64(sample_interval_ms / 1000.0);
     let stagger = Duration::from_millis(if runs == 1 {
         0
     } else {
@@ -347,7 +350,7 @@ async fn main() -> anyhow::Result<()> {
     let stream_cpu_started = Instant::now();
     let release_started = tokio::time::Instant::now();
     for (i, id) in sleepers.iter().enumerate() {
-        let at = if i < runs { stagger.mul_f64(i as f64 / runs as f64) } else { stagger };
+        let at = if i < runs { release_offset(i, runs, stagger, sample_interval) } else { stagger };
         tokio::time::sleep_until(release_started + at).await;
         http.post(format!("{}/api/v1/tasks/{id}/cancel", host.base)).send().await?;
     }
@@ -671,6 +674,16 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// When run `i` of `runs` is released, from the first: its phase within a sample interval is
+/// `i / runs` of the interval, and whole intervals are added to spread the starts over `span`.
+/// (Spreading them evenly over a span that is a multiple of the interval would put runs in
+/// step: 10 runs over 5 s start 500 ms apart, and all burst at the same moment.)
+fn release_offset(i: usize, runs: usize, span: Duration, interval: Duration) -> Duration {
+    let share = i as f64 / runs as f64;
+    let whole_intervals = (share * span.as_secs_f64() / interval.as_secs_f64()).floor();
+    interval.mul_f64(share + whole_intervals)
+}
+
 /// What each watcher watches, in connection order: the `/ws/queue` and `/ws/events` watchers
 /// spread among the run watchers, and watcher `i` of the runs on run `i % runs`.
 fn watcher_plan(run_watchers: usize, runs: usize, queue: usize, events: usize) -> Vec<Watching> {
@@ -865,7 +878,21 @@ async fn wait_status(
 
 #[cfg(test)]
 mod tests {
-    use super::{Watching, watcher_plan};
+    use std::time::Duration;
+
+    use super::{Watching, release_offset, watcher_plan};
+
+    #[test]
+    fn runs_released_over_a_long_span_are_out_of_step() {
+        let interval = Duration::from_millis(500);
+        let offsets: Vec<u128> =
+            (0..10).map(|i| release_offset(i, 10, Duration::from_secs(5), interval).as_millis()).collect();
+        assert_eq!(offsets, [0, 550, 1100, 1650, 2200, 2750, 3300, 3850, 4400, 4950]);
+        let phases: std::collections::BTreeSet<u128> = offsets.iter().map(|o| o % 500).collect();
+        assert_eq!(phases.len(), 10, "every run bursts at its own moment");
+        // A span of one interval: evenly spread within it.
+        assert_eq!(release_offset(5, 10, interval, interval).as_millis(), 250);
+    }
 
     #[test]
     fn the_plan_spreads_run_watchers_evenly_and_mixes_in_the_dashboards() {
