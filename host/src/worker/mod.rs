@@ -276,7 +276,7 @@ impl Worker {
         let limits: Vec<(String, serde_json::Value)> = self
             .plugins
             .iter()
-            .filter_map(|p| Some((p.manifest.name.clone(), serde_json::to_value(&p.limits).ok()?)))
+            .filter_map(|p| Some((p.manifest.name.clone(), serde_json::to_value(p.limits).ok()?)))
             .collect();
         self.broker.record_run_started(&self.settings.host_id, &limits);
         let hard_stop = CancellationToken::new();
