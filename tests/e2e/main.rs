@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `host` binary, real plugins, real storage, over HTTP and WebSocket.
 
 mod api_contract;
+mod batch;
 mod celery;
 mod cli;
 mod dashboard;

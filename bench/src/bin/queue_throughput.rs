@@ -72,6 +72,10 @@ struct Args {
     /// Write each half-load task's `created_at,started_at,finished_at` (ms) to `PATH.<setup>.csv`.
     #[arg(long)]
     dump: Option<PathBuf>,
+    /// Tasks per request in the throughput phase and the warm-up: 1 POSTs each task alone
+    /// (`POST /api/v1/tasks`), more sends them in batches (`POST /api/v1/tasks/batch`).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// The hosts' `TASKHOST_LOG`.
     #[arg(long, default_value = "info")]
     host_log: String,
@@ -149,13 +153,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let started = Instant::now();
     println!(
-        "queue_throughput: nproc {}, load average {}, setups {:?}, {} tasks, {} clients, --concurrency {}",
+        "queue_throughput: nproc {}, load average {}, setups {:?}, {} tasks, {} clients, --concurrency {}, --batch {}",
         nproc(),
         load_average(),
         args.setups,
         args.tasks,
         args.clients,
-        args.concurrency
+        args.concurrency,
+        args.batch
     );
     let redis = args.setups.iter().any(|s| s.starts_with("redis")).then(RedisServer::start);
     let mut reports = Vec::new();
@@ -223,7 +228,7 @@ async fn run_setup(
     });
 
     // Warm-up: connections, caches, the compiled plugin.
-    submit_all(&http, &bases, args.warmup, args.clients).await?;
+    submit_all(&http, &bases, args.warmup, args.clients, args.batch).await?;
     wait_drained(&http, &bases[0], Duration::from_secs(60)).await?;
 
     // 1. Throughput.
@@ -238,7 +243,7 @@ async fn run_setup(
     let cpu = CpuMeter::start(&pids);
     let t0 = Instant::now();
     let tasks = if redis.is_some() { args.tasks } else { args.embedded_tasks };
-    let mut submit_latencies = submit_all(&http, &bases, tasks, args.clients).await?;
+    let mut submit_latencies = submit_all(&http, &bases, tasks, args.clients, args.batch).await?;
     let submit_secs = t0.elapsed().as_secs_f64();
     wait_drained(&http, &bases[0], Duration::from_secs(120)).await?;
     let total_secs = t0.elapsed().as_secs_f64();
@@ -312,14 +317,16 @@ async fn run_setup(
     })
 }
 
-/// Submits `count` no-op tasks with `clients` concurrent clients, round-robin over `bases`;
-/// returns each submit's round trip in ms.
+/// Submits `count` no-op tasks with `clients` concurrent clients, round-robin over `bases`, `batch`
+/// per request; returns each request's round trip in ms.
 async fn submit_all(
     http: &reqwest::Client,
     bases: &[String],
     count: usize,
     clients: usize,
+    batch: usize,
 ) -> anyhow::Result<Vec<f64>> {
+    let batch = batch.max(1);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..clients {
@@ -327,21 +334,43 @@ async fn submit_all(
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                let i = next.fetch_add(batch, Ordering::Relaxed);
                 if i >= count {
                     return Ok::<_, anyhow::Error>(latencies);
                 }
                 let sent = Instant::now();
-                submit(&http, &bases[i % bases.len()]).await?;
+                let base = &bases[(i / batch) % bases.len()];
+                if batch == 1 {
+                    submit(&http, base).await?;
+                } else {
+                    submit_batch(&http, base, batch.min(count - i)).await?;
+                }
                 latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
             }
         }));
     }
-    let mut all = Vec::with_capacity(count);
+    let mut all = Vec::with_capacity(count / batch + 1);
     for worker in workers {
         all.extend(worker.await??);
     }
     Ok(all)
+}
+
+/// Submits `n` no-op tasks in one `POST /api/v1/tasks/batch`; fails unless every one was created.
+async fn submit_batch(http: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<()> {
+    let body = format!("{{\"tasks\":[{}]}}", vec![NO_OP; n].join(","));
+    let response = http
+        .post(format!("{base}/api/v1/tasks/batch"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let reply: Value = response.json().await?;
+    if status.as_u16() != 200 || reply["created"].as_u64() != Some(n as u64) {
+        bail!("batch submit answered {status}: {reply}");
+    }
+    Ok(())
 }
 
 async fn submit(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
@@ -504,7 +533,7 @@ async fn count_round_trips(
     let window = Duration::from_secs(3);
     let idle = monitor(redis.port(), &dir.join("monitor-idle.txt"), window, async {}).await?;
     let busy = monitor(redis.port(), &dir.join("monitor-busy.txt"), window, async {
-        let _ = submit_all(http, bases, tasks, 8).await;
+        let _ = submit_all(http, bases, tasks, 8, 1).await;
     })
     .await?;
     wait_drained(http, &bases[0], Duration::from_secs(30)).await?;
@@ -675,7 +704,7 @@ fn print_report(args: &Args, reports: &[SetupReport], floor: Option<&Vec<FloorLi
     println!("## Queue throughput (`queue_throughput`)");
     println!();
     println!(
-        "| setup | tasks/s (submit → last outcome) | submit phase alone | succeeded | POST /tasks p50 / p99 | CPU: share of one core (CPU time per task) | load avg before → after |"
+        "| setup | tasks/s (submit → last outcome) | submit phase alone | succeeded | POST p50 / p99 (per request) | CPU: share of one core (CPU time per task) | load avg before → after |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for r in reports {
@@ -780,7 +809,7 @@ fn print_report(args: &Args, reports: &[SetupReport], floor: Option<&Vec<FloorLi
     println!(
         "Method: hosts started with `--plugins tests/fixtures --concurrency {}` (`TASKHOST_LOG={}`), embedded broker \
          in a temporary folder or a private `redis-server` ({}) on loopback, flushed between setups. Each setup: {} \
-         warm-up tasks, then {} no-op tasks on Redis ({} embedded; `kernels`, input `{{}}`) POSTed by {} concurrent keep-alive clients \
+         warm-up tasks, then {} no-op tasks on Redis ({} embedded; `kernels`, input `{{}}`) POSTed {} per request by {} concurrent keep-alive clients \
          spread over the hosts, timed from the first submit until `GET /api/v1/queues` (polled every 10 ms) shows \
          nothing pending, running or scheduled; outcomes counted from `/metrics`. Half load: open-loop submits at half \
          that rate for {} s; latencies from each task's `created_at`/`started_at`/`finished_at` (whole ms, so ±1 ms). \
@@ -791,6 +820,7 @@ fn print_report(args: &Args, reports: &[SetupReport], floor: Option<&Vec<FloorLi
         args.warmup,
         args.tasks,
         args.embedded_tasks,
+        args.batch,
         args.clients,
         args.latency_secs,
         nproc(),

@@ -77,6 +77,15 @@ pub const DEFAULT_FILE_AREA_BYTES: u64 = 1 << 30;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/tasks", post(tasks::submit).get(tasks::list))
+        .route(
+            "/tasks/batch",
+            post(tasks::submit_batch)
+                // A task whose client-given id is `batch` stays readable.
+                .get(|state: axum::extract::State<AppState>, caller: Caller| {
+                    tasks::get_task(state, caller, ApiPath("batch".to_owned()))
+                })
+                .layer(DefaultBodyLimit::max(tasks::batch_body_limit(state.max_input_bytes))),
+        )
         .route("/tasks/{id}", get(tasks::get_task))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/tasks/{id}/retry", post(tasks::retry))

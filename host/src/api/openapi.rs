@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::tasks::{self, SubmitRequest, TaskView};
+use super::tasks::{self, BatchRequest, SubmitRequest, TaskView};
 use crate::queue::{CancelResult, ErrorInfo, Priority, QueueStats, TaskStatus};
 use crate::sandbox::LimitsRequest;
 
@@ -24,6 +24,29 @@ pub struct Submitted {
     pub status: TaskStatus,
     /// False when the id already existed.
     pub created: bool,
+}
+
+/// One item of a batch's reply: the task as a single submit returns it, or why it was refused.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchItem {
+    /// Accepted (or already known by its id).
+    Submitted(Submitted),
+    /// Refused: `{"error": {"kind", "message"}}`, as a single submit would have answered.
+    Refused(ErrorBody),
+}
+
+/// Reply to `POST /tasks/batch`.
+#[derive(Serialize, ToSchema)]
+pub struct BatchReply {
+    /// One per submitted item, in order.
+    pub results: Vec<BatchItem>,
+    /// Items that created a task.
+    pub created: u64,
+    /// Items whose id named a task that already existed (nothing new queued).
+    pub existing: u64,
+    /// Items refused (each result says why).
+    pub failed: u64,
 }
 
 /// `GET /tasks`.
@@ -100,11 +123,11 @@ pub struct WorkersReply {
         description = "Runs sandboxed WebAssembly tasks from queues. Authenticate with `Authorization: Bearer TOKEN` when the host has tenants. WebSocket streams: `/ws/tasks/{id}?since=SEQ`, `/ws/queue`, `/ws/events?plugin=&event_type=` (token as `?token=` or bearer header)."
     ),
     paths(
-        tasks::submit, tasks::get_task, tasks::list, tasks::cancel, tasks::retry, tasks::events,
+        tasks::submit, tasks::submit_batch, tasks::get_task, tasks::list, tasks::cancel, tasks::retry, tasks::events,
         tasks::plugins, tasks::queues, tasks::workers, tasks::readyz, tasks::metrics
     ),
     components(schemas(
-        SubmitRequest, TaskView, ErrorBody, ErrorInfo, Submitted, TaskList, CancelReply, EventView, EventsPage,
+        SubmitRequest, BatchRequest, BatchReply, BatchItem, TaskView, ErrorBody, ErrorInfo, Submitted, TaskList, CancelReply, EventView, EventsPage,
         QueuesReply, WorkersReply, crate::queue::HostInfo, QueueStats, TaskStatus, Priority, LimitsRequest, CancelResult
     )),
     modifiers(&BearerAuth),

@@ -14,9 +14,11 @@ use super::Caller;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::plugin::manifest::valid_name;
 use crate::queue::{
-    CancelResult, ErrorInfo, Millis, NewTask, Priority, TaskFilter, TaskRecord, TaskStatus, now_ms,
+    CancelResult, ErrorInfo, FileInfo, Millis, NewTask, Priority, Submitted, TaskFilter, TaskRecord,
+    TaskStatus, now_ms,
 };
 use crate::sandbox::LimitsRequest;
+use crate::tenant::Tenant;
 
 /// `POST /api/v1/tasks` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -155,26 +157,60 @@ pub async fn submit(
     Caller(tenant): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.tenants.take_submit(&tenant).map_err(|wait| ApiError::RateLimited {
+    take_submit(&state, &tenant)?;
+    let body = read_body(body, state.max_input_bytes)?;
+    let request: SubmitRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidJson(format!("invalid request body: {e}")))?;
+    let mut files = None;
+    let task = prepare(&state, &tenant, request, &mut files).await?;
+    let submitted = state.broker.submit(task).await?;
+    if submitted.created {
+        // This host's own submissions show in `GET /queues` at once, not after a snapshot's age.
+        state.hub.queue_counts_changed();
+    }
+    let status = if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(submitted_json(&submitted))))
+}
+
+/// `{id, status, created}`: a submission's reply, alone or as an item of a batch.
+fn submitted_json(submitted: &Submitted) -> Value {
+    json!({"id": submitted.task.id, "status": submitted.task.status, "created": submitted.created})
+}
+
+/// Takes one submission from the tenant's submit rate.
+fn take_submit(state: &AppState, tenant: &Tenant) -> Result<(), ApiError> {
+    state.tenants.take_submit(tenant).map_err(|wait| ApiError::RateLimited {
         message: format!("tenant {} is over its submit rate; retry in {wait:.2} s", tenant.name),
         retry_after_secs: wait.ceil().max(1.0) as u64,
-    })?;
-    let body = body.map_err(|rejection| {
+    })
+}
+
+/// The request body, or the error for one over `limit` bytes or unreadable.
+fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "the request body is over the limit of {} bytes",
-                state.max_input_bytes
-            ))
+            ApiError::PayloadTooLarge(format!("the request body is over the limit of {limit} bytes"))
         } else {
             ApiError::InvalidJson(format!("cannot read the request body: {rejection}"))
         }
-    })?;
-    let request: SubmitRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidJson(format!("invalid request body: {e}")))?;
+    })
+}
+
+/// Validates and authorises one submission for `tenant`: the task to hand to the broker.
+/// `files` caches the tenant's file area across the items of a batch.
+async fn prepare(
+    state: &AppState,
+    tenant: &Tenant,
+    request: SubmitRequest,
+    files: &mut Option<Vec<FileInfo>>,
+) -> Result<NewTask, ApiError> {
     let (plugin, task_name) = state.plugins.resolve(&request.plugin).ok_or_else(|| {
         ApiError::UnknownPlugin(format!("no plugin or task named {:?} is loaded", request.plugin))
     })?;
-    let input = request.input.unwrap_or_else(|| json!({})).to_string();
+    let input = match request.input {
+        Some(input) => input.to_string(),
+        None => "{}".to_owned(),
+    };
     if input.len() > state.max_input_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
             "the input is {} bytes, over the limit of {} bytes",
@@ -188,7 +224,7 @@ pub async fn submit(
             "queue {queue:?}: use 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'"
         )));
     }
-    state.tenants.check_allowed(&tenant, &plugin.manifest.name, &queue).map_err(ApiError::Forbidden)?;
+    state.tenants.check_allowed(tenant, &plugin.manifest.name, &queue).map_err(ApiError::Forbidden)?;
     let id = match request.id {
         Some(id) if valid_task_id(&id) => id,
         Some(id) => {
@@ -210,7 +246,7 @@ pub async fn submit(
     if max_retries > 100 {
         return Err(ApiError::InvalidRequest("max_retries: at most 100".into()));
     }
-    let limits = state.tenants.narrow_limits(&tenant, request.limits.unwrap_or_default());
+    let limits = state.tenants.narrow_limits(tenant, request.limits.unwrap_or_default());
     if limits.fuel == Some(0) || limits.timeout_ms == Some(0) || limits.memory_mb == Some(0) {
         return Err(ApiError::InvalidRequest(
             "limits: fuel, timeout_ms and memory_mb must be positive".into(),
@@ -220,7 +256,10 @@ pub async fn submit(
         return Err(ApiError::InvalidRequest("files: at most 64 files per task".into()));
     }
     if !request.files.is_empty() {
-        let known = state.broker.list_files(&tenant.name).await?;
+        let known = match files {
+            Some(known) => known,
+            None => files.insert(state.broker.list_files(&tenant.name).await?),
+        };
         for name in &request.files {
             if !known.iter().any(|f| &f.name == name) {
                 return Err(ApiError::InvalidRequest(format!(
@@ -229,32 +268,146 @@ pub async fn submit(
             }
         }
     }
-    let submitted = state
-        .broker
-        .submit(NewTask {
-            id,
-            tenant: tenant.name,
-            plugin: plugin.manifest.name.clone(),
-            task_name,
-            queue,
-            input,
-            priority: request.priority.unwrap_or_default(),
-            not_before,
-            expires_at,
-            max_retries,
-            limits,
-            files: request.files,
+    Ok(NewTask {
+        id,
+        tenant: tenant.name.clone(),
+        plugin: plugin.manifest.name.clone(),
+        task_name,
+        queue,
+        input,
+        priority: request.priority.unwrap_or_default(),
+        not_before,
+        expires_at,
+        max_retries,
+        limits,
+        files: request.files,
+    })
+}
+
+/// Most tasks in one `POST /api/v1/tasks/batch`.
+pub const MAX_BATCH_TASKS: usize = 1000;
+
+/// Largest body of a `POST /api/v1/tasks/batch` (each task's input is still held to the host's
+/// input limit), unless one task's limit is larger.
+pub const MAX_BATCH_BODY_BYTES: usize = 16 << 20;
+
+/// The body limit of `POST /api/v1/tasks/batch` on a host whose input limit is `max_input_bytes`.
+pub fn batch_body_limit(max_input_bytes: usize) -> usize {
+    MAX_BATCH_BODY_BYTES.max(max_input_bytes + (64 << 10))
+}
+
+/// `POST /api/v1/tasks/batch` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// At most 1,000 tasks, each the body of `POST /api/v1/tasks`.
+    #[schema(value_type = Vec<SubmitRequest>)]
+    pub tasks: Vec<Value>,
+}
+
+/// `POST /api/v1/tasks/batch`: many submissions in one request.
+///
+/// Each item is validated, authorised, rate-counted and submitted exactly as `POST
+/// /api/v1/tasks` would; the reply lists one result per item, in order: `{id, status, created}`
+/// or `{error: {kind, message}}`. The status is 200 whenever the batch itself was readable, with
+/// `created`, `existing` and `failed` counts beside the results, so a partial failure shows in
+/// `failed`. Items past the tenant's submit rate fail with `rate_limited` (a prefix of the batch
+/// passes) and the reply carries `Retry-After`; when not even the first item passes, the whole
+/// request is refused with 429, as a single submit would be. More than [`MAX_BATCH_TASKS`]
+/// items: 413, nothing submitted.
+#[utoipa::path(post, path = "/api/v1/tasks/batch", tag = "tasks", request_body = BatchRequest,
+    responses((status = 200, description = "One result per item, in order; `failed` counts the items refused", body = super::openapi::BatchReply),
+              (status = 400, description = "The body is not `{\"tasks\": [...]}`", body = super::openapi::ErrorBody),
+              (status = 401, body = super::openapi::ErrorBody),
+              (status = 413, description = "More than 1,000 tasks, or the body is over its limit", body = super::openapi::ErrorBody),
+              (status = 429, description = "Over the tenant's submit rate from the first item on", body = super::openapi::ErrorBody)))]
+pub async fn submit_batch(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let body = read_body(body, batch_body_limit(state.max_input_bytes))?;
+    let request: BatchRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidJson(format!("invalid request body: {e}")))?;
+    drop(body);
+    if request.tasks.len() > MAX_BATCH_TASKS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} tasks in one batch, over the limit of {MAX_BATCH_TASKS}",
+            request.tasks.len()
+        )));
+    }
+    let count = request.tasks.len();
+    let mut results: Vec<Option<Result<Submitted, ApiError>>> = (0..count).map(|_| None).collect();
+    let mut tasks: Vec<(usize, NewTask)> = Vec::with_capacity(count);
+    let mut retry_after = None;
+    let mut files = None;
+    for (i, item) in request.tasks.into_iter().enumerate() {
+        let prepared = match take_submit(&state, &tenant) {
+            Err(error) => {
+                if let ApiError::RateLimited { retry_after_secs, .. } = &error {
+                    if i == 0 {
+                        return Err(error);
+                    }
+                    retry_after.get_or_insert(*retry_after_secs);
+                }
+                Err(error)
+            }
+            Ok(()) => match SubmitRequest::deserialize(item) {
+                Err(e) => Err(ApiError::InvalidJson(format!("invalid task: {e}"))),
+                Ok(request) => prepare(&state, &tenant, request, &mut files).await,
+            },
+        };
+        match prepared {
+            Ok(task) => tasks.push((i, task)),
+            Err(error) => results[i] = Some(Err(error)),
+        }
+    }
+    // Every task goes to the broker at once, so that its batching combines them; a task whose id
+    // an earlier one of this batch already carries waits for the round after, so that it finds
+    // that task stored and answers as a repeated single submit would.
+    while !tasks.is_empty() {
+        let mut ids = std::collections::HashSet::with_capacity(tasks.len());
+        let (round, later): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(_, t)| ids.insert(t.id.clone()));
+        tasks = later;
+        let submits = round.into_iter().map(|(i, task)| {
+            let broker = &state.broker;
+            async move { (i, broker.submit(task).await) }
+        });
+        for (i, submitted) in futures::future::join_all(submits).await {
+            results[i] = Some(submitted.map_err(ApiError::from));
+        }
+    }
+    let (mut created, mut existing, mut failed) = (0, 0, 0);
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|result| match result {
+            Some(Ok(submitted)) => {
+                if submitted.created {
+                    created += 1;
+                } else {
+                    existing += 1;
+                }
+                submitted_json(&submitted)
+            }
+            Some(Err(error)) => {
+                failed += 1;
+                json!({"error": {"kind": error.kind(), "message": error.to_string()}})
+            }
+            None => {
+                failed += 1;
+                json!({"error": {"kind": "unavailable", "message": "the task was not submitted"}})
+            }
         })
-        .await?;
-    if submitted.created {
-        // This host's own submissions show in `GET /queues` at once, not after a snapshot's age.
+        .collect();
+    if created > 0 {
         state.hub.queue_counts_changed();
     }
-    let status = if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((
-        status,
-        Json(json!({"id": submitted.task.id, "status": submitted.task.status, "created": submitted.created})),
-    ))
+    let body = Json(json!({"results": results, "created": created, "existing": existing, "failed": failed}));
+    let mut response = (StatusCode::OK, body).into_response();
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    }
+    Ok(response)
 }
 
 /// `GET /api/v1/tasks/{id}`.

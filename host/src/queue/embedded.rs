@@ -447,7 +447,7 @@ impl Broker for EmbeddedBroker {
                 })?;
                 let task = get_task(&tx, &id, None)?.ok_or_else(|| vanished(&id))?;
                 tx.commit()?;
-                return Ok(Some(Lease { attempt: task.attempts, task, worker }));
+                return Ok(Some(Lease { attempt: task.attempts, task, worker, started: None }));
             }
         })
         .await

@@ -266,6 +266,9 @@ pub struct Lease {
     pub attempt: u32,
     /// The worker holding it.
     pub worker: String,
+    /// The attempt's `run_started` event, when the broker stored it in the step that started the
+    /// attempt (see [`Broker::record_run_started`]); `None`: the worker appends it.
+    pub started: Option<Event>,
 }
 
 /// What [`Broker::renew`] learned.
@@ -491,6 +494,17 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<(), BrokerError> {
         let _ = (queues, policies);
         Ok(())
+    }
+
+    /// Lets [`Broker::lease`] store each attempt's `run_started` event in the same step that
+    /// starts the attempt (one call to the storage fewer per task) and hand it over in
+    /// [`Lease::started`]: for tasks of the named plugins (name, and the limits the event shows)
+    /// that ask for no limits of their own, with the event's data
+    /// `{attempt, host, limits, plugin, worker}` as the worker would build it. `host` is this
+    /// host's id. Backends without it ignore the call; the worker appends the event itself for
+    /// any lease that does not carry it.
+    fn record_run_started(&self, host: &str, plugins: &[(String, serde_json::Value)]) {
+        let _ = (host, plugins);
     }
 
     /// Waits until a task may have become runnable in `queues`, or `timeout` passes.

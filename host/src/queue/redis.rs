@@ -361,6 +361,7 @@ local K_QUOTAS = base .. '{quotas}'
 local SUFFIX_COUNTS = '{counts}'
 local EV_CANCELLED = '{ev_cancelled}'
 local EV_FAILED = '{ev_failed}'
+local EV_STARTED = '{ev_started}'
 local function k_task(id) return base .. '{task}' .. id end
 local function k_events(id) return base .. '{events}' .. id end
 local function k_stream(rank, tenant) return base .. '{stream}' .. rank .. ':' .. tenant end
@@ -532,6 +533,7 @@ end
         stream = suffix::STREAM,
         ev_cancelled = kind::RUN_CANCELLED,
         ev_failed = kind::RUN_FAILED,
+        ev_started = kind::RUN_STARTED,
     )
 });
 
@@ -603,15 +605,25 @@ return out
 
 /// `ARGV[4..]`: lease_ms, the key prefix of every queue and the set of queues (two empty
 /// strings on a Cluster, where a script sees only its own queue), the id index prefix (empty on
-/// a Cluster), then one worker per idle slot. Leases up to one task per worker, in order, and
-/// stops at the first worker for which nothing is runnable. Returns `{ended, hgetall...}`:
-/// `ended` the ids this call ended, then the record of each task leased, the n-th for the n-th
-/// worker.
+/// a Cluster), the host's id as JSON (empty: store no `run_started` events), the number n of
+/// plugins whose `run_started` the script stores, then per plugin its name, its name as JSON and
+/// its limits as JSON, then per idle slot its worker id and that id as JSON. Leases up to one
+/// task per worker, in order, and stops at the first worker for which nothing is runnable.
+/// Returns `{ended, hgetall...}`: `ended` the ids this call ended, then the record of each task
+/// leased, the n-th for the n-th worker; a record whose `run_started` event the script stored
+/// ends with the extra field `_started_seq`, the event's sequence id.
 const LEASE: &str = r#"
 local lease_ms = tonumber(ARGV[4])
 local prefix_all, queues_key, index_prefix = ARGV[5], ARGV[6], ARGV[7]
+local started_host = ARGV[8]
+local started_by_plugin = {}
+local a = 10
+for _ = 1, tonumber(ARGV[9]) do
+  started_by_plugin[ARGV[a]] = {ARGV[a + 1], ARGV[a + 2]}
+  a = a + 3
+end
 local workers = {}
-for i = 8, #ARGV do table.insert(workers, ARGV[i]) end
+for i = a, #ARGV, 2 do table.insert(workers, {ARGV[i], ARGV[i + 1]}) end
 local ended = {}
 DEFERRED = {}
 
@@ -707,13 +719,31 @@ local function start(id, h, worker)
   local t = k_task(id)
   local until_ms = num(NOW + lease_ms)
   -- `h` was read in this call: its attempts are the record's.
-  redis.call('HSET', t, 'status', 'running', 'started_at', num(NOW), 'lease_owner', worker,
-             'lease_until', until_ms, 'progress', '0', 'message', '',
-             'attempts', num((tonumber(h.attempts) or 0) + 1))
+  local attempts = num((tonumber(h.attempts) or 0) + 1)
+  redis.call('HSET', t, 'status', 'running', 'started_at', num(NOW), 'lease_owner', worker[1],
+             'lease_until', until_ms, 'progress', '0', 'message', '', 'attempts', attempts)
   redis.call('ZADD', K_LEASES, until_ms, id)
   if h.expires_at then redis.call('ZREM', K_EXPIRY, id) end
   move(h.tenant, 'queued', 'running')
-  return redis.call('HGETALL', t)
+  local record = redis.call('HGETALL', t)
+  if started_host ~= '' then
+    -- The attempt's `run_started`, as the worker would append it, for a task of a plugin named
+    -- by the host that asks for no limits of its own (the event shows the plugin's).
+    local plugin, limits
+    for i = 1, #record, 2 do
+      local f = record[i]
+      if f == 'plugin' then plugin = record[i + 1] elseif f == 'limits' then limits = record[i + 1] end
+    end
+    local started = plugin and started_by_plugin[plugin]
+    if started and limits == '{}' then
+      local data = '{"attempt":' .. attempts .. ',"host":' .. started_host .. ',"limits":' .. started[2] ..
+                   ',"plugin":' .. started[1] .. ',"worker":' .. worker[2] .. '}'
+      local seq = append_event(id, EV_STARTED, data, num(NOW))
+      table.insert(record, '_started_seq')
+      table.insert(record, num(seq))
+    end
+  end
+  return record
 end
 
 local function expired(h)
@@ -745,7 +775,7 @@ local function pick(worker, turn)
           redis.call('ZREM', K_RELEASED, id)
           if h.entry then
             -- The pending entry moves to this worker; this counts a delivery.
-            redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker, 0, h.entry)
+            redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker[1], 0, h.entry)
           end
           return start(id, h, worker)
         end
@@ -757,7 +787,7 @@ local function pick(worker, turn)
         local tenant = tenants[((first + i) % #tenants) + 1]
         local s = k_stream(rank, tenant)
         while not drained[s] and allowed(tenant) do
-          local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', 1, 'STREAMS', s, '>')
+          local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, worker[1], 'COUNT', 1, 'STREAMS', s, '>')
           if type(res) == 'table' and res.err then
             -- A stream made by someone else, without our group: adopt it from its start.
             if string.find(res.err, 'NOGROUP', 1, true) and redis.call('EXISTS', s) == 1 then
@@ -1329,6 +1359,7 @@ impl RedisBroker {
             config: Arc::new(config.clone()),
             cluster,
             queue_of: queue_of.clone(),
+            started: Arc::default(),
         };
         Ok(RedisBroker {
             link,
@@ -1663,6 +1694,44 @@ struct Link {
     config: Arc<RedisConfig>,
     cluster: bool,
     queue_of: Arc<Mutex<HashMap<String, String>>>,
+    /// What the lease script needs to store `run_started` events ([`Broker::record_run_started`]).
+    started: Arc<std::sync::RwLock<Option<Arc<StartedEvents>>>>,
+}
+
+/// The `run_started` events the lease script stores for this host: the host's id and, per
+/// plugin, the limits the event shows, as JSON text for the script and as values for the
+/// [`Event`] handed to the worker.
+struct StartedEvents {
+    host: String,
+    limits: HashMap<String, Json>,
+    /// The lease script's arguments for them: host id (JSON), n, then name, name (JSON) and
+    /// limits (JSON) of each plugin.
+    args: Vec<Vec<u8>>,
+}
+
+impl StartedEvents {
+    fn new(host: &str, plugins: &[(String, Json)]) -> Self {
+        let mut args = args![Json::from(host).to_string(), plugins.len()];
+        for (name, limits) in plugins {
+            args.extend(args![name, Json::from(name.as_str()).to_string(), limits.to_string()]);
+        }
+        StartedEvents { host: host.to_owned(), limits: plugins.iter().cloned().collect(), args }
+    }
+
+    /// The event the lease script stored for `task` (leased by `worker`) with sequence id `seq`.
+    fn event(&self, task: &TaskRecord, worker: &str, seq: u64) -> Option<Event> {
+        let limits = self.limits.get(&task.plugin)?;
+        Some(Event {
+            task_id: task.id.clone(),
+            seq,
+            event_type: kind::RUN_STARTED.to_owned(),
+            data: serde_json::json!({
+                "attempt": task.attempts, "host": self.host, "worker": worker, "plugin": task.plugin,
+                "limits": limits,
+            }),
+            ts: task.started_at.unwrap_or_else(now_ms),
+        })
+    }
 }
 
 impl Link {
@@ -1848,19 +1917,21 @@ async fn lease_from(
     lease_ms: Millis,
     workers: &[&str],
 ) -> Result<Vec<Option<Lease>>, BrokerError> {
-    let reply: Vec<Value> = link
-        .run(
-            &SCRIPTS.lease,
-            queue,
-            args![
-                lease_ms,
-                link.standalone(link.keys.all_queues_prefix()),
-                link.standalone(link.keys.queues()),
-                link.standalone(link.keys.index_prefix()),
-                workers,
-            ],
-        )
-        .await?;
+    let started = link.started.read().ok().and_then(|s| s.clone());
+    let mut args = args![
+        lease_ms,
+        link.standalone(link.keys.all_queues_prefix()),
+        link.standalone(link.keys.queues()),
+        link.standalone(link.keys.index_prefix()),
+    ];
+    match &started {
+        Some(started) => args.extend(started.args.iter().cloned()),
+        None => args.extend(args!["", 0]),
+    }
+    for worker in workers {
+        args.extend(args![worker, Json::from(*worker).to_string()]);
+    }
+    let reply: Vec<Value> = link.run(&SCRIPTS.lease, queue, args).await?;
     let mut reply = reply.into_iter();
     let ended: Vec<String> =
         reply.next().map(FromRedisValue::from_redis_value).transpose().ok().flatten().unwrap_or_default();
@@ -1872,7 +1943,14 @@ async fn lease_from(
         match decode_task(&fields) {
             Ok(task) => {
                 link.remember(&task.id, queue);
-                leases.push(Some(Lease { attempt: task.attempts, task, worker: (*worker).to_owned() }));
+                let seq = fields.get("_started_seq").and_then(|seq| seq.parse::<u64>().ok());
+                let started = seq.zip(started.as_ref()).and_then(|(seq, s)| s.event(&task, worker, seq));
+                leases.push(Some(Lease {
+                    attempt: task.attempts,
+                    task,
+                    worker: (*worker).to_owned(),
+                    started,
+                }));
             }
             Err(error) => {
                 let id = fields.get("id").cloned().unwrap_or_default();
@@ -2309,6 +2387,12 @@ impl Broker for RedisBroker {
             let _: () = pipe.query_async(&mut self.conn.clone()).await?;
         }
         Ok(())
+    }
+
+    fn record_run_started(&self, host: &str, plugins: &[(String, Json)]) {
+        if let Ok(mut started) = self.link.started.write() {
+            *started = Some(Arc::new(StartedEvents::new(host, plugins)));
+        }
     }
 
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) {

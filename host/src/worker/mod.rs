@@ -273,6 +273,12 @@ impl Worker {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken, grace: Duration) {
         // Before any slot leases: the quotas hold from the first task.
         self.set_tenant_policies(&shutdown).await;
+        let limits: Vec<(String, serde_json::Value)> = self
+            .plugins
+            .iter()
+            .filter_map(|p| Some((p.manifest.name.clone(), serde_json::to_value(p.limits).ok()?)))
+            .collect();
+        self.broker.record_run_started(&self.settings.host_id, &limits);
         let hard_stop = CancellationToken::new();
         let mut slots = tokio::task::JoinSet::new();
         for slot in 0..self.settings.concurrency {
@@ -357,6 +363,11 @@ impl Worker {
             self.finish(&lease, Finish::Dead(error), event).await;
             return;
         };
+        // Stored with the lease by brokers that can (see `Broker::record_run_started`).
+        let started_stored = lease.started.is_some();
+        if let Some(stored) = lease.started.clone() {
+            self.hub.publish(stored);
+        }
         let started = Instant::now();
         // The task's files, copied out of the file area into a read-only folder for this attempt.
         let inputs = match self.materialize_inputs(task).await {
@@ -370,12 +381,14 @@ impl Worker {
         let mut capabilities = plugin.capabilities.clone();
         capabilities.input_dir = inputs.as_ref().map(|d| d.path().to_path_buf());
         let limits = plugin.limits.narrowed_by(&task.limits);
-        let started_event = NewEvent::new(
-            kind::RUN_STARTED,
-            json!({"attempt": lease.attempt, "host": self.settings.host_id, "worker": lease.worker, "plugin": task.plugin, "limits": limits}),
-        );
-        if let Err(error) = self.hub.append(&task.id, vec![started_event]).await {
-            tracing::warn!(task = %task.id, %error, "could not store run_started");
+        if !started_stored {
+            let started_event = NewEvent::new(
+                kind::RUN_STARTED,
+                json!({"attempt": lease.attempt, "host": self.settings.host_id, "worker": lease.worker, "plugin": task.plugin, "limits": limits}),
+            );
+            if let Err(error) = self.hub.append(&task.id, vec![started_event]).await {
+                tracing::warn!(task = %task.id, %error, "could not store run_started");
+            }
         }
 
         let cancel = CancellationToken::new();

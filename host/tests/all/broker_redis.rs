@@ -593,3 +593,54 @@ async fn large_inputs_and_results_travel_beside_batched_calls() {
     let task = broker.get(None, "t3").await.expect("get").expect("the task");
     assert_eq!((task.status, task.result.as_deref()), (TaskStatus::Succeeded, Some(big.as_str())));
 }
+
+/// With [`Broker::record_run_started`], the lease stores `run_started` in the step that starts the
+/// attempt, as the worker would have appended it, for tasks of the named plugins that ask for no
+/// limits of their own; the others are left to the worker.
+async fn the_lease_stores_run_started_for_the_plugins_named(url: &str) {
+    let broker = broker_on(url, &unique_prefix()).await;
+    let limits = json!({"fuel": 5_000_000_000u64, "timeout_ms": 1000, "memory_bytes": 64 << 20});
+    broker.record_run_started("host-\"1\"", &[("echo".to_owned(), limits.clone())]);
+    broker.submit(new_task("plain")).await.expect("submit");
+    let narrowed = taskhost::sandbox::LimitsRequest { fuel: Some(10), ..Default::default() };
+    broker.submit(NewTask { limits: narrowed, ..new_task("narrowed") }).await.expect("submit");
+    broker.submit(NewTask { plugin: "other".to_owned(), ..new_task("other") }).await.expect("submit");
+    let mut leases = Vec::new();
+    while let Some(lease) = broker.lease("h/0", &queues(), DEADLINE).await.expect("lease") {
+        leases.push(lease);
+    }
+    assert_eq!(leases.len(), 3);
+    let lease_of = |id: &str| leases.iter().find(|l| l.task.id == id).expect("leased");
+    let expected =
+        json!({"attempt": 1, "host": "host-\"1\"", "worker": "h/0", "plugin": "echo", "limits": limits});
+    let plain = lease_of("plain");
+    let started = plain.started.clone().expect("run_started stored with the lease");
+    assert_eq!((started.seq, started.event_type.as_str()), (1, kind::RUN_STARTED));
+    assert_eq!(started.data, expected);
+    assert_eq!(Some(started.ts), plain.task.started_at);
+    let stored = broker.events_since("plain", 0, 10).await.expect("events");
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].seq, &stored[0].event_type, &stored[0].data), (1, &started.event_type, &expected));
+    for id in ["narrowed", "other"] {
+        assert!(lease_of(id).started.is_none(), "{id}: the worker appends it");
+        assert!(broker.events_since(id, 0, 10).await.expect("events").is_empty(), "{id}");
+    }
+    // A later attempt's event follows the task's earlier events.
+    broker.release(plain).await.expect("release");
+    let again = broker.lease("h/1", &queues(), DEADLINE).await.expect("lease").expect("the task again");
+    let started = again.started.expect("run_started stored with the lease");
+    assert_eq!((started.seq, &started.data["worker"]), (2, &json!("h/1")));
+    assert_eq!(broker.events_since("plain", 0, 10).await.expect("events").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_stores_run_started_for_the_plugins_named_on_standalone_redis() {
+    let server = RedisServer::start();
+    the_lease_stores_run_started_for_the_plugins_named(&server.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_stores_run_started_for_the_plugins_named_on_a_cluster() {
+    let url = tokio::task::spawn_blocking(|| RedisCluster::shared().url()).await.expect("the cluster");
+    the_lease_stores_run_started_for_the_plugins_named(&url).await;
+}
