@@ -232,6 +232,23 @@ async fn a_batch_is_refused_whole_when_unauthenticated_malformed_too_large_or_ov
     let (status, reply, _) = host.call_as(Some(&carol), Method::POST, "/api/v1/tasks", Some(one())).await;
     assert_eq!(status, 429, "single submits share the same rate: {reply}");
 
+    // A task whose client-given id is `batch` stays reachable beside the batch route.
+    let (status, reply, _) = host
+        .call_as(
+            Some(&alice),
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"plugin": "kernels", "input": {}, "id": "batch"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    for path in ["/api/v1/tasks/batch", "/api/v1/tasks/batch/events"] {
+        let (status, body, _) = host.call_as(Some(&alice), Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (_, task, _) = host.call_as(Some(&alice), Method::GET, "/api/v1/tasks/batch", None).await;
+    assert_eq!(task["id"], "batch", "{task}");
+
     // The batch route is in the OpenAPI document.
     let (status, doc, _) = host.call_as(Some(&alice), Method::GET, "/api/v1/openapi.json", None).await;
     assert_eq!(status, 200);

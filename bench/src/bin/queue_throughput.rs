@@ -3,7 +3,8 @@
 //! For each setup (the embedded broker with one host; Redis with one host; Redis with two hosts),
 //! on a fresh broker:
 //! 1. **Throughput**: `--tasks` no-op tasks (`kernels` with input `{}`) submitted through the API by
-//!    `--clients` concurrent HTTP clients (spread over the hosts), timed from the first submit until
+//!    `--clients` concurrent HTTP clients (spread over the hosts; `--batch N` sends N per request
+//!    through `POST /api/v1/tasks/batch`), timed from the first submit until
 //!    `GET /api/v1/queues` shows nothing pending, running or scheduled; every outcome is counted
 //!    from the hosts' `/metrics`. Meanwhile: CPU of each process from `/proc/<pid>/stat`, and, on
 //!    Redis, `INFO commandstats` (which counts the commands scripts run too).

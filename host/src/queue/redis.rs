@@ -36,7 +36,10 @@
 //!   against the task record (the record names the entry it expects), and starts the attempt in the
 //!   same step, so an entry is never delivered without its lease being recorded. The entry stays
 //!   pending (unacknowledged) while the task runs; `finish` acknowledges and deletes it. Only
-//!   entries whose task has moved on are deleted: nothing unprocessed is ever trimmed.
+//!   entries whose task has moved on are deleted: nothing unprocessed is ever trimmed. Once the
+//!   host named its plugins ([`Broker::record_run_started`]), the same step also appends the
+//!   attempt's `run_started` event (for tasks that ask for no limits of their own, whose event
+//!   shows the plugin's limits as they are), so that starting a task costs no second call.
 //! - **Leases.** A lease is `lease_until` in the record and the task's score in `leases`; each
 //!   call may ask for its own duration. `renew` moves both and touches the pending entry with
 //!   `XCLAIM ... JUSTID` (resets its idle time, does not count a delivery). The lease script first
