@@ -93,6 +93,34 @@ async fn a_stream_of_a_finished_task_replays_and_closes_and_an_unknown_task_is_4
     assert!(err.to_string().contains("404"), "{err}");
 }
 
+#[tokio::test]
+async fn a_live_stream_ends_with_a_normal_close_right_after_the_terminal_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let id = host.submit(json!({"plugin": "hello", "input": {"name": "close", "spin_ms": 500}})).await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(host.ws(&format!("/ws/tasks/{id}"))).await.unwrap();
+    let mut texts = Vec::new();
+    let reading = async {
+        while let Some(message) = socket.next().await {
+            match message.unwrap() {
+                Message::Text(text) => texts.push(serde_json::from_str::<Value>(&text).unwrap()),
+                Message::Close(frame) => return frame,
+                _ => {}
+            }
+        }
+        None
+    };
+    let frame = tokio::time::timeout(Duration::from_secs(60), reading)
+        .await
+        .expect("the stream closes")
+        .expect("with a close frame");
+    assert_eq!(u16::from(frame.code), 1000);
+    assert_eq!(frame.reason.as_str(), "task finished");
+    assert_eq!(texts.last().unwrap()["event_type"], "run_completed");
+    assert_eq!(seqs(&texts), (1..=texts.len() as u64).collect::<Vec<_>>());
+}
+
 /// Reads text messages until `done` accepts one or the deadline passes; returns all read.
 async fn read_until(
     socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
