@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,14 +120,14 @@ impl Host {
             .context("starting the host binary")?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().context("stderr")?;
-        {
+        let stderr_reader = {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     log.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -138,10 +139,17 @@ impl Host {
         });
         let base = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(base) => base,
-            Err(_) => {
+            Err(timeout_or_exit) => {
                 let _ = child.kill();
-                let _ = child.wait();
-                bail!("the host did not start within 120 s; its log:\n{}", log.lock().unwrap().join("\n"));
+                let status = child.wait();
+                // The host's stderr closes when it exits: read all of it before quoting it (an
+                // exit is seen on stdout first, while its last lines may still be in the pipe).
+                let _ = stderr_reader.join();
+                let why = match timeout_or_exit {
+                    RecvTimeoutError::Timeout => "did not start within 120 s".to_owned(),
+                    RecvTimeoutError::Disconnected => format!("exited before listening ({status:?})"),
+                };
+                bail!("the host {why}; its log:\n{}", log.lock().unwrap().join("\n"));
             }
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
