@@ -244,7 +244,7 @@ return n
 """
 
 
-def backlog_run(app, client, n, label, work, meter=None):
+def backlog_run(app, client, n, label, work, meter=None, slowlog=False):
     """N messages prepared on a list nobody reads, then moved onto the queue in one step: the
     consumer's own capacity, whatever the producer's speed. `meter()` gives (redis-server CPU s,
     consumer CPU s): their use from the move to the last result is this run's CPU per task, and
@@ -254,6 +254,10 @@ def backlog_run(app, client, n, label, work, meter=None):
         work.send(app, queue=staging)
     watcher = ResultWatcher(client)
     time.sleep(0.2)
+    if slowlog:
+        client.config_set("slowlog-max-len", 1_000_000)
+        client.config_set("slowlog-log-slower-than", 0)
+        client.slowlog_reset()
     client.config_resetstat()
     before = meter() if meter else None
     t0 = time.perf_counter()
@@ -261,10 +265,12 @@ def backlog_run(app, client, n, label, work, meter=None):
     wait_for(lambda: watcher.count() >= n, 600, f"{n} results ({label}, backlog)")
     after = meter() if meter else None
     stats = redis_stats(client, n)
+    calls = slowlog_breakdown(client, n) if slowlog else None
     time.sleep(0.5)
     watcher.close()
     last = max(watcher.arrivals.values())
-    run = {"n": n, "throughput": n / (last - t0), "duplicates": watcher.duplicates, "redis_commands": stats}
+    run = {"n": n, "throughput": n / (last - t0), "duplicates": watcher.duplicates, "redis_commands": stats,
+           "calls": calls}
     if meter:
         run["redis_cpu_per_task_us"] = (after[0] - before[0]) / n * 1e6
         run["consumer_cpu_per_task_us"] = (after[1] - before[1]) / n * 1e6
@@ -311,7 +317,8 @@ def bench(system, args, work):
         cpu_after = meter()
         streamed_tasks = max(1, args.n * len(runs))
         stats = redis_stats(server.client, streamed_tasks)
-        backlog = [backlog_run(app, server.client, args.n, system, work, meter) for _ in range(args.runs)] \
+        backlog = [backlog_run(app, server.client, args.n, system, work, meter, args.slowlog)
+                   for _ in range(args.runs)] \
             if "backlog" in phases else []
         idle = one_by_one(app, server.client, args.idle, work) if "idle" in phases else None
         samples = None
@@ -360,6 +367,28 @@ def redis_stats(client, tasks):
     return stats
 
 
+def slowlog_breakdown(client, n):
+    """Every top-level command of the run from Redis's slow log (threshold 0), grouped by command
+    and, for scripts, by their SHA and first key: calls and microseconds per task. Scripts' own
+    commands are inside their script's time."""
+    entries = client.execute_command("SLOWLOG", "GET", "-1")
+    client.config_set("slowlog-log-slower-than", 10_000)
+    groups = {}
+    for entry in entries:
+        args = [a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in entry[3]]
+        name = args[0].lower()
+        if name in ("evalsha", "eval"):
+            body = args[1] if name == "evalsha" else args[1].strip().splitlines()[0][:40]
+            first_key = args[3] if len(args) > 3 and args[2] not in ("", "0") else ""
+            name = f"{name} {body[:8]} {first_key[:48]}"
+        group = groups.setdefault(name, [0, 0])
+        group[0] += 1
+        group[1] += entry[2]
+    rows = [{"call": k, "calls_per_task": c / n, "usec_per_task": us / n} for k, (c, us) in groups.items()]
+    rows.sort(key=lambda r: -r["usec_per_task"])
+    return rows
+
+
 def commands(stats, top=10):
     calls = sum(c["calls_per_task"] for c in stats)
     return f"{calls:.1f} in all; " + ", ".join(
@@ -390,6 +419,9 @@ def main():
     parser.add_argument("--only", choices=["celery", "taskhost"])
     parser.add_argument("--phases", default="streaming,backlog,idle",
                         help="comma-separated: streaming, backlog, idle (default all three)")
+    parser.add_argument("--slowlog", action="store_true",
+                        help="log every command of the backlog runs (slow log, threshold 0) and print them grouped "
+                             "per script: calls and µs per task (adds Redis CPU: not for throughput figures)")
     parser.add_argument("--json")
     args = parser.parse_args()
     cvd = args.workload == "cvd"
@@ -422,6 +454,8 @@ def main():
                   f"consumer CPU per task {r['consumer_cpu_per_task_us']:.0f} µs, redis-server "
                   f"{r['redis_cpu_per_task_us']:.0f} µs; commands per task: {commands(r['redis_commands'])}",
                   flush=True)
+            for row in r["calls"] or []:
+                print(f"    {row['calls_per_task']:6.3f} calls {row['usec_per_task']:7.1f} µs per task  {row['call']}")
         idle = results[system]["idle"]
         if idle:
             print(f"{system:9} idle     n={idle['n']} p50={idle['p50_ms']:.2f} ms p99={idle['p99_ms']:.2f} ms")
