@@ -380,7 +380,15 @@ def slowlog_breakdown(client, n):
         if name in ("evalsha", "eval"):
             body = args[1] if name == "evalsha" else args[1].strip().splitlines()[0][:40]
             first_key = args[3] if len(args) > 3 and args[2] not in ("", "0") else ""
-            name = f"{name} {body[:8]} {first_key[:48]}"
+            # The native broker's scripts share their first key: name them by what their
+            # arguments carry.
+            hint = next((h for a in args[4:] for h in ("run_started", "run_completed", "queued")
+                         if a == h), "")
+            hint = {"run_started": "(appends run_started)", "run_completed": "(finish)",
+                    "queued": ""}.get(hint, "")
+            if not hint and any("/" in a and a.rsplit("/", 1)[-1].isdigit() for a in args[4:]):
+                hint = "(lease)"
+            name = f"{name} {body[:8]} {first_key[:48]} {hint}".rstrip()
         group = groups.setdefault(name, [0, 0])
         group[0] += 1
         group[1] += entry[2]
