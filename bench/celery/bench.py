@@ -19,6 +19,8 @@ send to the last result. Every task's result is counted: a task whose SUCCESS ar
 twice.
 
     python bench/celery/bench.py --n 5000 --runs 3 [--host target/release/host] [--json out.json]
+    python bench/celery/bench.py --only taskhost --taskhost-concurrency 32 --phases backlog
+    python bench/celery/bench.py --only celery --celery-concurrency 4 --celery-prefetch 16 --phases backlog
     python bench/celery/bench.py --workload cvd --n 200 --runs 3 [--cvd-step 0.1]
 """
 
@@ -108,10 +110,14 @@ class Redis:
         self.proc.wait()
 
 
-def start_celery_worker(url, cores, work):
+def start_celery_worker(url, args, work):
+    """A real Celery worker: `-P POOL -c N`, and `--prefetch-multiplier` when given."""
+    extra = []
+    if args.celery_prefetch is not None:
+        extra += ["--prefetch-multiplier", str(args.celery_prefetch)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", work.celery_module, "worker", "-P", "prefork", "-c", str(cores),
-         "-Q", work.queue,
+        [sys.executable, "-m", "celery", "-A", work.celery_module, "worker", "-P", args.celery_pool,
+         "-c", str(args.celery_concurrency or args.cores), *extra, "-Q", work.queue,
          "-n", f"bench-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat",
          "--loglevel", "WARNING"],
         cwd=HERE, env={**os.environ, "CELERY_BROKER_URL": url},
@@ -238,21 +244,37 @@ return n
 """
 
 
-def backlog_run(app, client, n, label, work):
+def backlog_run(app, client, n, label, work, meter=None, slowlog=False):
     """N messages prepared on a list nobody reads, then moved onto the queue in one step: the
-    consumer's own capacity, whatever the producer's speed."""
+    consumer's own capacity, whatever the producer's speed. `meter()` gives (redis-server CPU s,
+    consumer CPU s): their use from the move to the last result is this run's CPU per task, and
+    Redis's commands over the same span are counted."""
     staging = f"staging-{time.time_ns()}"
     for _ in range(n):
         work.send(app, queue=staging)
     watcher = ResultWatcher(client)
     time.sleep(0.2)
+    if slowlog:
+        client.config_set("slowlog-max-len", 1_000_000)
+        client.config_set("slowlog-log-slower-than", 0)
+        client.slowlog_reset()
+    client.config_resetstat()
+    before = meter() if meter else None
     t0 = time.perf_counter()
     client.eval(MOVE_ALL, 2, staging, work.queue)
     wait_for(lambda: watcher.count() >= n, 600, f"{n} results ({label}, backlog)")
+    after = meter() if meter else None
+    stats = redis_stats(client, n)
+    calls = slowlog_breakdown(client, n) if slowlog else None
     time.sleep(0.5)
     watcher.close()
     last = max(watcher.arrivals.values())
-    return {"n": n, "throughput": n / (last - t0), "duplicates": watcher.duplicates}
+    run = {"n": n, "throughput": n / (last - t0), "duplicates": watcher.duplicates, "redis_commands": stats,
+           "calls": calls}
+    if meter:
+        run["redis_cpu_per_task_us"] = (after[0] - before[0]) / n * 1e6
+        run["consumer_cpu_per_task_us"] = (after[1] - before[1]) / n * 1e6
+    return run
 
 
 def one_by_one(app, client, n, work):
@@ -270,36 +292,43 @@ def one_by_one(app, client, n, work):
     return {"n": n, "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99)]}
 
 
-def bench(system, args, cores, work):
+def bench(system, args, work):
     workdir = tempfile.mkdtemp(prefix=f"celery-bench-{system}-")
     server = Redis(workdir)
     try:
         if system == "celery":
-            proc, node = start_celery_worker(server.url, cores, work)
+            proc, node = start_celery_worker(server.url, args, work)
         else:
-            proc, node = start_taskhost(server.url, args.taskhost_slots or cores, args.host, workdir, work)
+            proc, node = start_taskhost(server.url, args.taskhost_concurrency or args.cores, args.host, workdir, work)
         app = Celery("producer", broker=server.url, backend=server.url)
         app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
         wait_for(lambda: any(k.startswith(node) for k in (app.control.inspect(timeout=0.5).ping() or {})), 120,
                  f"the {system} worker")
         one_run(app, server.client, args.warmup, f"{system} warm-up", work)
+
+        def meter():
+            return process_cpu_seconds(server.proc.pid), tree_cpu_seconds(proc.pid)
+
+        phases = args.phases.split(",")
         server.client.config_resetstat()
-        cpu_before = process_cpu_seconds(server.proc.pid)
-        consumer_before = tree_cpu_seconds(proc.pid)
-        runs = [one_run(app, server.client, args.n, system, work) for _ in range(args.runs)]
-        backlog = [backlog_run(app, server.client, args.n, system, work) for _ in range(args.runs)]
-        tasks = args.n * args.runs * 2
-        redis_cpu = (process_cpu_seconds(server.proc.pid) - cpu_before) / tasks
-        consumer_cpu = (tree_cpu_seconds(proc.pid) - consumer_before) / tasks
-        stats = redis_stats(server.client, tasks)
-        idle = one_by_one(app, server.client, args.idle, work)
+        cpu_before = meter()
+        runs = [one_run(app, server.client, args.n, system, work) for _ in range(args.runs)] \
+            if "streaming" in phases else []
+        cpu_after = meter()
+        streamed_tasks = max(1, args.n * len(runs))
+        stats = redis_stats(server.client, streamed_tasks)
+        backlog = [backlog_run(app, server.client, args.n, system, work, meter, args.slowlog)
+                   for _ in range(args.runs)] \
+            if "backlog" in phases else []
+        idle = one_by_one(app, server.client, args.idle, work) if "idle" in phases else None
         samples = None
-        if system == "taskhost" and work.name == "cvd":
+        if system == "taskhost" and work.name == "cvd" and runs:
             samples = progress_events(taskhost_api(workdir), runs[0]["sample_ids"][0])
         stop(proc)
-        return {"streamed": runs, "backlog": backlog, "idle": idle, "redis_cpu_per_task_us": redis_cpu * 1e6,
-                "consumer_cpu_per_task_us": consumer_cpu * 1e6, "progress_events": samples,
-                "redis_commands": stats}
+        return {"streamed": runs, "backlog": backlog, "idle": idle,
+                "redis_cpu_per_task_us": (cpu_after[0] - cpu_before[0]) / streamed_tasks * 1e6,
+                "consumer_cpu_per_task_us": (cpu_after[1] - cpu_before[1]) / streamed_tasks * 1e6,
+                "progress_events": samples, "redis_commands": stats}
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -338,6 +367,42 @@ def redis_stats(client, tasks):
     return stats
 
 
+def slowlog_breakdown(client, n):
+    """Every top-level command of the run from Redis's slow log (threshold 0), grouped by command
+    and, for scripts, by their SHA and first key: calls and microseconds per task. Scripts' own
+    commands are inside their script's time."""
+    entries = client.execute_command("SLOWLOG", "GET", "-1")
+    client.config_set("slowlog-log-slower-than", 10_000)
+    groups = {}
+    for entry in entries:
+        args = [a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in entry[3]]
+        name = args[0].lower()
+        if name in ("evalsha", "eval"):
+            body = args[1] if name == "evalsha" else args[1].strip().splitlines()[0][:40]
+            first_key = args[3] if len(args) > 3 and args[2] not in ("", "0") else ""
+            # The native broker's scripts share their first key: name them by what their
+            # arguments carry.
+            hint = next((h for a in args[4:] for h in ("run_started", "run_completed", "queued")
+                         if a == h), "")
+            hint = {"run_started": "(appends run_started)", "run_completed": "(finish)",
+                    "queued": ""}.get(hint, "")
+            if not hint and any("/" in a and a.rsplit("/", 1)[-1].isdigit() for a in args[4:]):
+                hint = "(lease)"
+            name = f"{name} {body[:8]} {first_key[:48]} {hint}".rstrip()
+        group = groups.setdefault(name, [0, 0])
+        group[0] += 1
+        group[1] += entry[2]
+    rows = [{"call": k, "calls_per_task": c / n, "usec_per_task": us / n} for k, (c, us) in groups.items()]
+    rows.sort(key=lambda r: -r["usec_per_task"])
+    return rows
+
+
+def commands(stats, top=10):
+    calls = sum(c["calls_per_task"] for c in stats)
+    return f"{calls:.1f} in all; " + ", ".join(
+        f"{c['command']} {c['calls_per_task']:.2f}x {c['usec_per_task']:.1f} µs" for c in stats[:top])
+
+
 def median(runs, key):
     return statistics.median(r[key] for r in runs)
 
@@ -352,8 +417,19 @@ def main():
     parser.add_argument("--idle", type=int, help="tasks sent one at a time for the idle latency (default 200 no-op, 30 cvd)")
     parser.add_argument("--host", default=os.path.join(ROOT, "target/release/host"))
     parser.add_argument("--cores", type=int, default=os.cpu_count())
-    parser.add_argument("--taskhost-slots", type=int, help="taskhost's --concurrency (default: --cores)")
+    parser.add_argument("--taskhost-concurrency", "--taskhost-slots", type=int, dest="taskhost_concurrency",
+                        help="taskhost's --concurrency, its slot count (default: --cores). A slot is not a process: "
+                             "a no-op task holds one for microseconds")
+    parser.add_argument("--celery-pool", default="prefork", help="the Celery worker's -P (default prefork)")
+    parser.add_argument("--celery-concurrency", type=int, help="the Celery worker's -c (default: --cores)")
+    parser.add_argument("--celery-prefetch", type=int,
+                        help="the Celery worker's --prefetch-multiplier (default: Celery's, 4)")
     parser.add_argument("--only", choices=["celery", "taskhost"])
+    parser.add_argument("--phases", default="streaming,backlog,idle",
+                        help="comma-separated: streaming, backlog, idle (default all three)")
+    parser.add_argument("--slowlog", action="store_true",
+                        help="log every command of the backlog runs (slow log, threshold 0) and print them grouped "
+                             "per script: calls and µs per task (adds Redis CPU: not for throughput figures)")
     parser.add_argument("--json")
     args = parser.parse_args()
     cvd = args.workload == "cvd"
@@ -371,21 +447,27 @@ def main():
     for system in ("celery", "taskhost"):
         if args.only and args.only != system:
             continue
-        results[system] = bench(system, args, args.cores, work)
+        results[system] = bench(system, args, work)
         print(f"load average after {system}: {os.getloadavg()}", flush=True)
         for r in results[system]["streamed"]:
             print(f"{system:9} streamed n={r['n']} throughput={r['throughput']:8.0f}/s p50={r['p50_ms']:8.1f} ms "
                   f"p99={r['p99_ms']:8.1f} ms send={r['send_rate']:6.0f}/s duplicates={r['duplicates']}",
                   flush=True)
+        if results[system]["streamed"]:
+            print(f"{system:9} streaming: consumer CPU per task {results[system]['consumer_cpu_per_task_us']:.0f} µs; "
+                  f"redis-server CPU per task {results[system]['redis_cpu_per_task_us']:.0f} µs; commands per task: "
+                  + commands(results[system]["redis_commands"]), flush=True)
         for r in results[system]["backlog"]:
-            print(f"{system:9} backlog  n={r['n']} throughput={r['throughput']:8.0f}/s duplicates={r['duplicates']}")
+            print(f"{system:9} backlog  n={r['n']} throughput={r['throughput']:8.0f}/s duplicates={r['duplicates']} "
+                  f"consumer CPU per task {r['consumer_cpu_per_task_us']:.0f} µs, redis-server "
+                  f"{r['redis_cpu_per_task_us']:.0f} µs; commands per task: {commands(r['redis_commands'])}",
+                  flush=True)
+            for row in r["calls"] or []:
+                print(f"    {row['calls_per_task']:6.3f} calls {row['usec_per_task']:7.1f} µs per task  {row['call']}")
         idle = results[system]["idle"]
-        print(f"{system:9} idle     n={idle['n']} p50={idle['p50_ms']:.2f} ms p99={idle['p99_ms']:.2f} ms")
-        print(f"{system:9} consumer CPU per task: {results[system]['consumer_cpu_per_task_us']:.0f} µs; "
-              f"redis-server CPU per task: {results[system]['redis_cpu_per_task_us']:.0f} µs; commands per task: "
-              + ", ".join(f"{c['command']} {c['calls_per_task']:.2f}x {c['usec_per_task']:.1f} µs"
-                          for c in results[system]["redis_commands"][:8]), flush=True)
-    if cvd:
+        if idle:
+            print(f"{system:9} idle     n={idle['n']} p50={idle['p50_ms']:.2f} ms p99={idle['p99_ms']:.2f} ms")
+    if cvd and all(r["streamed"] for r in results.values()):
         port = cvd_port.run(work.kwargs("bench"))
         for system, r in results.items():
             for result in r["streamed"][0]["sample_results"]:
@@ -407,16 +489,21 @@ def main():
         print()
         print(f"| {args.workload}, N = {args.n}, median of {args.runs} runs | Celery worker | taskhost | taskhost / Celery |")
         print("| --- | --- | --- | --- |")
-        ct, tt = median(c["streamed"], "throughput"), median(t["streamed"], "throughput")
-        print(f"| throughput, one producer streaming (tasks/s) | {ct:.0f} | {tt:.0f} | {tt / ct:.2f}x |")
-        for key, name in (("p50_ms", "submit-to-result p50, streaming (ms)"), ("p99_ms", "submit-to-result p99, streaming (ms)")):
-            cv, tv = median(c["streamed"], key), median(t["streamed"], key)
-            print(f"| {name} | {cv:.1f} | {tv:.1f} | {tv / cv:.3f}x ({cv / tv:.0f}x lower) |")
-        cb, tb = median(c["backlog"], "throughput"), median(t["backlog"], "throughput")
-        print(f"| throughput, draining a backlog of N (tasks/s) | {cb:.0f} | {tb:.0f} | {tb / cb:.2f}x |")
-        for key, name in (("p50_ms", "submit-to-result p50, one at a time (ms)"), ("p99_ms", "submit-to-result p99, one at a time (ms)")):
-            cv, tv = c["idle"][key], t["idle"][key]
-            print(f"| {name} | {cv:.2f} | {tv:.2f} | {tv / cv:.3f}x ({cv / tv:.1f}x lower) |")
+        if c["streamed"] and t["streamed"]:
+            ct, tt = median(c["streamed"], "throughput"), median(t["streamed"], "throughput")
+            print(f"| throughput, one producer streaming (tasks/s) | {ct:.0f} | {tt:.0f} | {tt / ct:.2f}x |")
+            for key, name in (("p50_ms", "submit-to-result p50, streaming (ms)"),
+                              ("p99_ms", "submit-to-result p99, streaming (ms)")):
+                cv, tv = median(c["streamed"], key), median(t["streamed"], key)
+                print(f"| {name} | {cv:.1f} | {tv:.1f} | {tv / cv:.3f}x ({cv / tv:.0f}x lower) |")
+        if c["backlog"] and t["backlog"]:
+            cb, tb = median(c["backlog"], "throughput"), median(t["backlog"], "throughput")
+            print(f"| throughput, draining a backlog of N (tasks/s) | {cb:.0f} | {tb:.0f} | {tb / cb:.2f}x |")
+        if c["idle"] and t["idle"]:
+            for key, name in (("p50_ms", "submit-to-result p50, one at a time (ms)"),
+                              ("p99_ms", "submit-to-result p99, one at a time (ms)")):
+                cv, tv = c["idle"][key], t["idle"][key]
+                print(f"| {name} | {cv:.2f} | {tv:.2f} | {tv / cv:.3f}x ({cv / tv:.1f}x lower) |")
         dups = lambda r: sum(x["duplicates"] for x in r["streamed"] + r["backlog"])
         print(f"| duplicate results | {dups(c)} | {dups(t)} | |")
     if args.json:

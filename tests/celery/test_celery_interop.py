@@ -71,9 +71,15 @@ def test_progress_reaches_on_message_and_info():
     value = result.get(timeout=30, on_message=lambda m: seen.append((m["status"], m["result"])))
     assert value["greeting"] == "Hello, Progress!"
     states = [s for s, _ in seen if s in ("STARTED", "PROGRESS", "SUCCESS")]
-    assert "PROGRESS" in states and states[-1] == "SUCCESS", seen
+    # On a failure, say what taskhost stored for the run (with times), to tell a progress report that
+    # never came from one the result writer folded into the final state.
+    def events():
+        return [(e["event_type"], e["ts"], isinstance(e["data"], dict) and e["data"].get("percent"))
+                for e in taskhost_events(result.id)]
+
+    assert "PROGRESS" in states and states[-1] == "SUCCESS", (seen, events())
     progress = [r["progress"] for s, r in seen if s == "PROGRESS"]
-    assert progress == sorted(progress) and 0 < progress[-1] <= 100, progress
+    assert progress == sorted(progress) and 0 < progress[-1] <= 100, (progress, events())
 
 
 def test_a_cvd_run_reports_progress_and_thickness_through_task_info():

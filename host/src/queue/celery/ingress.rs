@@ -278,7 +278,7 @@ pub async fn consume(shared: Arc<Shared>, queue: String, stop: CancellationToken
 /// What becomes of one message.
 enum Plan {
     /// Submit it.
-    Submit { task: Box<NewTask>, info: Box<TaskInfo>, message: Box<TaskMessage> },
+    Submit { task: Box<NewTask>, info: Arc<TaskInfo>, message: Box<TaskMessage> },
     /// Answer it without running it (unknown task, chord, expired, bad arguments).
     Answer { writes: Vec<ResultWrite>, event: Option<Value> },
     /// Not a usable Celery message: dead letter (and a FAILURE when the id is known).
@@ -353,6 +353,10 @@ pub async fn handle_batch(
     if !submit_ids.is_empty() {
         let (scores,): (Vec<Option<f64>>,) = pipe.query_async(&mut conn).await?;
         revoked_before = scores.iter().map(Option::is_some).collect();
+        shared.remember_ingested(plans.iter().filter_map(|p| match p {
+            Plan::Submit { task, info, .. } => Some((task.id.clone(), info.clone())),
+            _ => None,
+        }));
     } else if plans.iter().any(|p| matches!(p, Plan::DeadLetter { .. })) {
         pipe.query_async::<()>(&mut conn).await?;
     }
@@ -632,7 +636,7 @@ fn plan(shared: &Shared, queue: &str, raw: &[u8], now: i64) -> Plan {
         priority: message.priority,
         ingested_at: now,
     };
-    Plan::Submit { task: Box::new(task), info: Box::new(info), message: Box::new(message) }
+    Plan::Submit { task: Box::new(task), info: Arc::new(info), message: Box::new(message) }
 }
 
 /// The taskhost task of a Celery message.

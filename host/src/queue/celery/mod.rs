@@ -29,8 +29,10 @@
 //! # How a task is known to come from Celery
 //! The Broker trait is unchanged. The ingress writes a small record, `<prefix>:celery:task:<id>`
 //! (the Celery name, workflow, group, reply-to), *before* it submits the task; whoever sees the
-//! task's events later (this host or another) looks that record up once and caches the answer. A
-//! task without the record is a native one and is left alone. The id also enters
+//! task's events later (this host or another) looks that record up once and caches the answer
+//! (the host that submitted it hands its record to its own result writer in memory, which saves
+//! that read for the tasks it runs itself). A task without the record is a native one and is left
+//! alone. The id also enters
 //! `<prefix>:celery:inflight`, a sorted set by next check time that the reconciler walks and that
 //! the terminal result write removes it from: whoever removes it sends the follow-ups, so a chain
 //! step is sent once even when two paths see the end.
@@ -483,7 +485,15 @@ pub struct Shared {
     pub started: Instant,
     /// Whether task events are sent (`enable_events` / `disable_events`).
     pub task_events: AtomicBool,
+    /// Celery records of the tasks this host's ingress submitted and whose events the result
+    /// writer has not seen yet: the writer takes them from here instead of reading them back from
+    /// Redis. Bounded by [`INGESTED_LIMIT`] (beyond it the writer reads them from Redis).
+    pub ingested: Mutex<HashMap<String, Arc<TaskInfo>>>,
 }
+
+/// Most Celery records [`Shared::ingested`] holds; when full it is emptied (tasks that ran on
+/// other hosts leave their records there).
+pub const INGESTED_LIMIT: usize = 65_536;
 
 impl Shared {
     /// A connection of its own whose replies may take `patience` (for blocking commands).
@@ -502,6 +512,23 @@ impl Shared {
     /// True while task events are sent.
     pub fn task_events(&self) -> bool {
         self.task_events.load(Ordering::Relaxed)
+    }
+
+    /// Remembers the Celery records of tasks about to be submitted, for the result writer.
+    pub fn remember_ingested(&self, records: impl IntoIterator<Item = (String, Arc<TaskInfo>)>) {
+        if let Ok(mut ingested) = self.ingested.lock() {
+            for (id, info) in records {
+                if ingested.len() >= INGESTED_LIMIT {
+                    ingested.clear();
+                }
+                ingested.insert(id, info);
+            }
+        }
+    }
+
+    /// The Celery record of a task this host submitted, taken out of [`Shared::ingested`].
+    pub fn take_ingested(&self, id: &str) -> Option<Arc<TaskInfo>> {
+        self.ingested.lock().ok().and_then(|mut ingested| ingested.remove(id))
     }
 }
 
@@ -557,6 +584,7 @@ pub async fn start(
         tenants,
         stats: Stats::default(),
         started: Instant::now(),
+        ingested: Mutex::new(HashMap::new()),
     });
     let all_stop = CancellationToken::new();
     let intake_stop = shutdown.child_token();

@@ -309,6 +309,17 @@ impl Writer {
         if self.known.len() + unknown.len() > KNOWN_LIMIT {
             self.known.retain(|id, _| self.tracked.contains_key(id));
         }
+        // Tasks this host's ingress submitted: their records are at hand.
+        unknown.retain(|id| match shared.take_ingested(id) {
+            Some(info) => {
+                self.known.insert((*id).to_owned(), Some(info));
+                false
+            }
+            None => true,
+        });
+        if unknown.is_empty() {
+            return Ok(());
+        }
         let keys: Vec<String> = unknown.iter().map(|id| shared.keys.task(id)).collect();
         let mut conn = shared.conn.clone();
         let records: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
