@@ -2,12 +2,12 @@
 //! rate-counted and submitted as a single submit would be; on the embedded broker, standalone
 //! Redis and a Redis Cluster.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use taskhost_e2e::redis::{RedisCluster, RedisServer};
-use taskhost_e2e::{Host, HostOptions, new_token};
+use taskhost_e2e::{Host, HostOptions, is_finished, new_token};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -50,23 +50,9 @@ async fn batch(host: &Host, token: &str, tasks: Vec<Value>) -> (u16, Value, Opti
 
 /// Waits until every task in `ids` has finished (as `token` sees it); returns them in order.
 async fn wait_all_finished(host: &Host, token: &str, ids: &[String]) -> Vec<Value> {
-    let until = Instant::now() + MINUTE * 2;
     let mut finished = Vec::with_capacity(ids.len());
     for id in ids {
-        loop {
-            let (status, task, _) =
-                host.call_as(Some(token), Method::GET, &format!("/api/v1/tasks/{id}"), None).await;
-            assert_eq!(status, 200, "{task}");
-            if matches!(
-                task["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled" | "expired" | "dead")
-            ) {
-                finished.push(task);
-                break;
-            }
-            assert!(Instant::now() < until, "task {id} did not finish in time: {task}\n{}", host.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        finished.push(host.wait_for_as(Some(token), id, MINUTE * 2, is_finished).await);
     }
     finished
 }

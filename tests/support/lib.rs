@@ -250,9 +250,22 @@ impl Host {
 
     /// Waits until `check` accepts the task, or fails after `deadline` with the last state seen.
     pub async fn wait_for(&self, id: &str, deadline: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_as(None, id, deadline, check).await
+    }
+
+    /// [`Host::wait_for`] with a bearer token.
+    pub async fn wait_for_as(
+        &self,
+        token: Option<&str>,
+        id: &str,
+        deadline: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let until = Instant::now() + deadline;
         loop {
-            let task = self.task(id).await;
+            let (status, task, _) =
+                self.call_as(token, reqwest::Method::GET, &format!("/api/v1/tasks/{id}"), None).await;
+            assert_eq!(status, 200, "{task}");
             if check(&task) {
                 return task;
             }
@@ -288,10 +301,7 @@ impl Host {
 
     /// Waits until the task reaches a terminal status.
     pub async fn wait_finished(&self, id: &str, deadline: Duration) -> Value {
-        self.wait_for(id, deadline, |t| {
-            matches!(t["status"].as_str(), Some("succeeded" | "failed" | "cancelled" | "expired" | "dead"))
-        })
-        .await
+        self.wait_for(id, deadline, is_finished).await
     }
 
     /// `ws://…` form of the base URL.
@@ -329,4 +339,9 @@ pub async fn read_task_stream(url: &str) -> Vec<Value> {
         .await
         .expect("the stream closes after the terminal event");
     events
+}
+
+/// Whether a task (its JSON) reached a terminal status.
+pub fn is_finished(task: &Value) -> bool {
+    matches!(task["status"].as_str(), Some("succeeded" | "failed" | "cancelled" | "expired" | "dead"))
 }
