@@ -83,9 +83,17 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error's JSON, `{"error": {"kind", "message"}}`: a response's body, or one item of a
+    /// batch reply.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"kind": self.kind(), "message": self.to_string()}})
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"kind": self.kind(), "message": self.to_string()}}));
+        let body = Json(self.body());
         let mut response = (self.status(), body).into_response();
         match &self {
             ApiError::Unavailable(_) => {

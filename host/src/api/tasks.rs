@@ -391,7 +391,7 @@ pub async fn submit_batch(
             }
             Some(Err(error)) => {
                 failed += 1;
-                json!({"error": {"kind": error.kind(), "message": error.to_string()}})
+                error.body()
             }
             None => {
                 failed += 1;

@@ -80,6 +80,13 @@ pub mod kind {
     }
 }
 
+/// The data of a `run_started` event: the attempt, the host and worker running it, its plugin and
+/// the limits it runs under. One definition for the worker, which appends the event, and the
+/// brokers that store it in the step that starts the attempt.
+pub fn run_started_data(attempt: u32, host: &str, worker: &str, plugin: &str, limits: Value) -> Value {
+    serde_json::json!({"attempt": attempt, "host": host, "worker": worker, "plugin": plugin, "limits": limits})
+}
+
 /// An event before the store numbered it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {

@@ -1728,10 +1728,13 @@ impl StartedEvents {
             task_id: task.id.clone(),
             seq,
             event_type: kind::RUN_STARTED.to_owned(),
-            data: serde_json::json!({
-                "attempt": task.attempts, "host": self.host, "worker": worker, "plugin": task.plugin,
-                "limits": limits,
-            }),
+            data: crate::events::run_started_data(
+                task.attempts,
+                &self.host,
+                worker,
+                &task.plugin,
+                limits.clone(),
+            ),
             ts: task.started_at.unwrap_or_else(now_ms),
         })
     }

@@ -384,7 +384,13 @@ impl Worker {
         if !started_stored {
             let started_event = NewEvent::new(
                 kind::RUN_STARTED,
-                json!({"attempt": lease.attempt, "host": self.settings.host_id, "worker": lease.worker, "plugin": task.plugin, "limits": limits}),
+                crate::events::run_started_data(
+                    lease.attempt,
+                    &self.settings.host_id,
+                    &lease.worker,
+                    &task.plugin,
+                    json!(limits),
+                ),
             );
             if let Err(error) = self.hub.append(&task.id, vec![started_event]).await {
                 tracing::warn!(task = %task.id, %error, "could not store run_started");
