@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use taskhost_e2e::redis::{RedisCluster, RedisServer};
-use taskhost_e2e::{Host, HostOptions, is_finished, new_token};
+use taskhost_e2e::{Host, HostOptions, is_finished, write_tenants_file};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -23,19 +23,15 @@ struct Fleet {
 /// 3 tasks at once and then one every 10 s. `extra` names the broker (nothing: embedded).
 async fn fleet(extra: &[String]) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let (alice, alice_hash) = new_token();
-    let (bob, bob_hash) = new_token();
-    let (carol, carol_hash) = new_token();
-    let file = dir.path().join("tenants.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[tenants.alice]\ntoken_sha256 = \"{alice_hash}\"\n\n\
-             [tenants.bob]\ntoken_sha256 = \"{bob_hash}\"\nplugins = [\"hello\"]\n\n\
-             [tenants.carol]\ntoken_sha256 = \"{carol_hash}\"\nsubmit_per_sec = 0.1\nsubmit_burst = 3\n"
-        ),
-    )
-    .unwrap();
+    let (file, tokens) = write_tenants_file(
+        dir.path(),
+        &[
+            ("tenants.alice", ""),
+            ("tenants.bob", "plugins = [\"hello\"]"),
+            ("tenants.carol", "submit_per_sec = 0.1\nsubmit_burst = 3"),
+        ],
+    );
+    let [alice, bob, carol] = <[String; 3]>::try_from(tokens).unwrap();
     let mut options = HostOptions::new(&dir.path().join("data"));
     options.concurrency = 4;
     options.extra = vec!["--tenants".into(), file.display().to_string()];

@@ -14,7 +14,7 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::{Value, json};
 use taskhost_e2e::redis::RedisServer;
-use taskhost_e2e::{Host, HostOptions, host_binary, new_token, repo_root};
+use taskhost_e2e::{Host, HostOptions, host_binary, repo_root, write_tenants_file};
 
 /// The plugins the Celery tests use: manifests from `tests/celery/plugins`, components built by
 /// `cargo xtask plugins` for the hello example and the kernels fixture.
@@ -138,19 +138,15 @@ async fn a_celery_queue_claimed_by_a_tenant_gives_it_the_tasks_and_their_quotas(
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let plugins = celery_plugins(dir.path());
-    let (alice, alice_hash) = new_token();
-    let (bob, bob_hash) = new_token();
-    let (admin, admin_hash) = new_token();
-    let file = dir.path().join("tenants.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[admin]\ntoken_sha256 = \"{admin_hash}\"\n\n\
-             [tenants.alice]\ntoken_sha256 = \"{alice_hash}\"\ncelery_queues = [\"alice_jobs\"]\ntimeout_ms = 300\n\n\
-             [tenants.bob]\ntoken_sha256 = \"{bob_hash}\"\ncelery_queues = [\"bob_jobs\"]\nplugins = [\"hello\"]\n"
-        ),
-    )
-    .unwrap();
+    let (file, tokens) = write_tenants_file(
+        dir.path(),
+        &[
+            ("admin", ""),
+            ("tenants.alice", "celery_queues = [\"alice_jobs\"]\ntimeout_ms = 300"),
+            ("tenants.bob", "celery_queues = [\"bob_jobs\"]\nplugins = [\"hello\"]"),
+        ],
+    );
+    let [admin, alice, bob] = <[String; 3]>::try_from(tokens).unwrap();
     let mut options = HostOptions::new(&dir.path().join("data"));
     // No --celery-queues: the tenants' Celery queues are consumed by default.
     options.extra = vec![
@@ -217,17 +213,10 @@ async fn a_celery_queue_claimed_by_a_tenant_gives_it_the_tasks_and_their_quotas(
 #[test]
 fn a_celery_queue_claimed_by_two_tenants_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, a) = new_token();
-    let (_, b) = new_token();
-    let file = dir.path().join("tenants.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[tenants.a]\ntoken_sha256 = \"{a}\"\ncelery_queues = [\"cvd\"]\n\
-             [tenants.b]\ntoken_sha256 = \"{b}\"\ncelery_queues = [\"cvd\"]\n"
-        ),
-    )
-    .unwrap();
+    let (file, _) = write_tenants_file(
+        dir.path(),
+        &[("tenants.a", "celery_queues = [\"cvd\"]"), ("tenants.b", "celery_queues = [\"cvd\"]")],
+    );
     let output = Command::new(host_binary())
         .args(["run", "--plugins"])
         .arg(repo_root().join("examples"))

@@ -98,23 +98,8 @@ async fn a_live_stream_ends_with_a_normal_close_right_after_the_terminal_event()
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(dir.path()).await.unwrap();
     let id = host.submit(json!({"plugin": "hello", "input": {"name": "close", "spin_ms": 500}})).await;
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(host.ws(&format!("/ws/tasks/{id}"))).await.unwrap();
-    let mut texts = Vec::new();
-    let reading = async {
-        while let Some(message) = socket.next().await {
-            match message.unwrap() {
-                Message::Text(text) => texts.push(serde_json::from_str::<Value>(&text).unwrap()),
-                Message::Close(frame) => return frame,
-                _ => {}
-            }
-        }
-        None
-    };
-    let frame = tokio::time::timeout(Duration::from_secs(60), reading)
-        .await
-        .expect("the stream closes")
-        .expect("with a close frame");
+    let (texts, frame) = taskhost_e2e::read_task_stream_to_close(&host.ws(&format!("/ws/tasks/{id}"))).await;
+    let frame = frame.expect("the stream closes with a close frame");
     assert_eq!(u16::from(frame.code), 1000);
     assert_eq!(frame.reason.as_str(), "task finished");
     assert_eq!(texts.last().unwrap()["event_type"], "run_completed");

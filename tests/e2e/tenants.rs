@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
-use taskhost_e2e::{Host, HostOptions, new_token};
+use taskhost_e2e::{Host, HostOptions, write_tenants_file};
 
 struct Fleet {
     host: Host,
@@ -17,19 +17,15 @@ struct Fleet {
 
 async fn fleet() -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let (alice, alice_hash) = new_token();
-    let (bob, bob_hash) = new_token();
-    let (admin, admin_hash) = new_token();
-    let file = dir.path().join("tenants.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[admin]\ntoken_sha256 = \"{admin_hash}\"\n\n\
-             [tenants.alice]\ntoken_sha256 = \"{alice_hash}\"\nweight = 2\nfuel = 200_000_000\n\n\
-             [tenants.bob]\ntoken_sha256 = \"{bob_hash}\"\nplugins = [\"hello\"]\nsubmit_per_sec = 0.5\nsubmit_burst = 2\n"
-        ),
-    )
-    .unwrap();
+    let (file, tokens) = write_tenants_file(
+        dir.path(),
+        &[
+            ("admin", ""),
+            ("tenants.alice", "weight = 2\nfuel = 200_000_000"),
+            ("tenants.bob", "plugins = [\"hello\"]\nsubmit_per_sec = 0.5\nsubmit_burst = 2"),
+        ],
+    );
+    let [admin, alice, bob] = <[String; 3]>::try_from(tokens).unwrap();
     let mut options = HostOptions::new(&dir.path().join("data"));
     options.extra = vec!["--tenants".into(), file.display().to_string()];
     let host = Host::start_with(options).await.unwrap();
@@ -169,17 +165,9 @@ async fn quotas_narrow_limits_restrict_plugins_and_rate_limit_submissions() {
 #[tokio::test]
 async fn a_tenants_concurrency_quota_holds_while_other_tenants_use_the_free_slots() {
     let dir = tempfile::tempdir().unwrap();
-    let (alice, alice_hash) = new_token();
-    let (bob, bob_hash) = new_token();
-    let file = dir.path().join("tenants.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[tenants.alice]\ntoken_sha256 = \"{alice_hash}\"\nconcurrent_tasks = 1\n\n\
-             [tenants.bob]\ntoken_sha256 = \"{bob_hash}\"\n"
-        ),
-    )
-    .unwrap();
+    let (file, tokens) =
+        write_tenants_file(dir.path(), &[("tenants.alice", "concurrent_tasks = 1"), ("tenants.bob", "")]);
+    let [alice, bob] = <[String; 2]>::try_from(tokens).unwrap();
     let mut options = HostOptions::new(&dir.path().join("data"));
     options.concurrency = 3;
     options.extra = vec!["--tenants".into(), file.display().to_string()];

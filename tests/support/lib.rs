@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 pub mod redis;
 
@@ -48,6 +49,22 @@ pub fn new_token() -> (String, String) {
             .expect("host token output")
     };
     (field("token:"), field("token_sha256:"))
+}
+
+/// Writes `<dir>/tenants.toml` with one table per `(name, settings)`, each with a fresh token's
+/// `token_sha256` then `settings` (TOML lines): `("admin", "")`, `("tenants.bob", "plugins =
+/// [\"hello\"]")`. Returns the file and the tables' tokens, in order.
+pub fn write_tenants_file(dir: &Path, tables: &[(&str, &str)]) -> (PathBuf, Vec<String>) {
+    let mut toml = String::new();
+    let mut tokens = Vec::with_capacity(tables.len());
+    for (name, settings) in tables {
+        let (token, hash) = new_token();
+        toml.push_str(&format!("[{name}]\ntoken_sha256 = \"{hash}\"\n{settings}\n\n"));
+        tokens.push(token);
+    }
+    let file = dir.join("tenants.toml");
+    std::fs::write(&file, toml).expect("writing the tenants file");
+    (file, tokens)
 }
 
 /// Plugin folders the tests serve: the shipped plugins, the example and the test fixtures (which
@@ -320,6 +337,11 @@ impl Drop for Host {
 /// Reads a task's WebSocket stream until the server closes it after the terminal event (within a
 /// minute); returns the events in the order received.
 pub async fn read_task_stream(url: &str) -> Vec<Value> {
+    read_task_stream_to_close(url).await.0
+}
+
+/// [`read_task_stream`], with the server's close frame (`None`: the connection ended without one).
+pub async fn read_task_stream_to_close(url: &str) -> (Vec<Value>, Option<CloseFrame>) {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
@@ -330,15 +352,16 @@ pub async fn read_task_stream(url: &str) -> Vec<Value> {
                 Message::Text(text) => {
                     events.push(serde_json::from_str::<Value>(&text).expect("JSON message"))
                 }
-                Message::Close(_) => break,
+                Message::Close(frame) => return frame,
                 _ => {}
             }
         }
+        None
     };
-    tokio::time::timeout(Duration::from_secs(60), reading)
+    let frame = tokio::time::timeout(Duration::from_secs(60), reading)
         .await
         .expect("the stream closes after the terminal event");
-    events
+    (events, frame)
 }
 
 /// Whether a task (its JSON) reached a terminal status.

@@ -360,14 +360,7 @@ async fn submit_all(
 /// Submits `n` no-op tasks in one `POST /api/v1/tasks/batch`; fails unless every one was created.
 async fn submit_batch(http: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<()> {
     let body = format!("{{\"tasks\":[{}]}}", vec![NO_OP; n].join(","));
-    let response = http
-        .post(format!("{base}/api/v1/tasks/batch"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?;
-    let status = response.status();
-    let reply: Value = response.json().await?;
+    let (status, reply) = post_json(http, &format!("{base}/api/v1/tasks/batch"), body).await?;
     if status.as_u16() != 200 || reply["created"].as_u64() != Some(n as u64) {
         bail!("batch submit answered {status}: {reply}");
     }
@@ -375,18 +368,22 @@ async fn submit_batch(http: &reqwest::Client, base: &str, n: usize) -> anyhow::R
 }
 
 async fn submit(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let response = http
-        .post(format!("{base}/api/v1/tasks"))
-        .header("content-type", "application/json")
-        .body(NO_OP)
-        .send()
-        .await?;
-    let status = response.status();
-    let reply: Value = response.json().await?;
+    let (status, reply) = post_json(http, &format!("{base}/api/v1/tasks"), NO_OP.to_owned()).await?;
     if status.as_u16() != 202 {
         bail!("submit answered {status}: {reply}");
     }
     reply["id"].as_str().map(str::to_owned).context("no id in the reply")
+}
+
+/// POSTs a JSON `body`: the status and the JSON reply.
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: String,
+) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+    let response = http.post(url).header("content-type", "application/json").body(body).send().await?;
+    let status = response.status();
+    Ok((status, response.json().await?))
 }
 
 /// Submits at `rate` per second for `length`, open loop (each submit on its own task, at most
