@@ -11,8 +11,9 @@
 //! | --- | --- | --- |
 //! | `<prefix>:queues` | set | every queue that ever had a task |
 //! | `<prefix>:id:<id>` | string | the queue of task `<id>`: the idempotency key (`SET NX`) and the way from an id to its keys |
-//! | `…{q}:task:<id>` | hash | the task record, its lease (`lease_owner`, `lease_until`), its stream entry, its event counter |
-//! | `…{q}:events:<id>` | stream | the task's events; entry id `<seq>-0` *is* the sequence id |
+//! | `…{q}:task:<id>` | hash | the task record, its lease (`lease_owner`, `lease_until`), its stream entry |
+//! | `…{q}:events:<id>` | stream | a task's events as builds before the list layout kept them (entry id `<seq>-0`); read, never written |
+//! | `…{q}:ev:<id>` | list | the task's events, each `<ts> <type> <data>`; the one at index n - 1 has sequence id n (a list, not a stream: a new stream costs a 4 KiB node) |
 //! | `…{q}:s:<rank>:<tenant>` | stream | waiting tasks of one tenant at one priority (0 high, 1 normal, 2 low), consumer group `workers` |
 //! | `…{q}:tenants` | set | tenants with a stream in this queue |
 //! | `…{q}:delayed` | zset | scheduled tasks and retries, by start time |
@@ -32,11 +33,16 @@
 //!   renew, release, finish, cancel, retry of a dead task, appending events. Scripts read the clock
 //!   with `TIME`, so every host measures leases and start times against one clock.
 //! - **Delivery.** Submit appends an entry `task=<id>` to the tenant's stream at the task's
-//!   priority. `lease` reads with `XREADGROUP ... >` *inside* the lease script, checks the entry
+//!   priority. `lease` reads with `XREADGROUP ... >` *inside* the lease script (when the queue
+//!   has one tenant, without a quota, one read for all the idle slots of the call; entries no
+//!   slot took wait in `released`), checks the entry
 //!   against the task record (the record names the entry it expects), and starts the attempt in the
 //!   same step, so an entry is never delivered without its lease being recorded. The entry stays
-//!   pending (unacknowledged) while the task runs; `finish` acknowledges and deletes it. Only
-//!   entries whose task has moved on are deleted: nothing unprocessed is ever trimmed. Once the
+//!   pending (unacknowledged) while the task runs; `finish` acknowledges it, then trims the
+//!   stream below its first pending entry (`XTRIM MINID ~`, whole nodes at once; with nothing
+//!   pending, below the group's last delivered one): every entry below that was delivered and
+//!   acknowledged, and nothing unprocessed is ever trimmed. Entries of tasks that end without
+//!   running (cancelled, expired) are deleted one by one (`XDEL`). Once the
 //!   host named its plugins ([`Broker::record_run_started`]), the same step also appends the
 //!   attempt's `run_started` event (for tasks that ask for no limits of their own, whose event
 //!   shows the plugin's limits as they are), so that starting a task costs no second call.
@@ -233,7 +239,9 @@ pub struct Keys {
 /// Suffixes of the per-queue keys, after `<prefix>:{<queue>}:`.
 mod suffix {
     pub const TASK: &str = "task:";
-    pub const EVENTS: &str = "events:";
+    pub const EVENTS: &str = "ev:";
+    /// Where builds before the list layout kept a task's events (a stream); read, never written.
+    pub const LEGACY_EVENTS: &str = "events:";
     pub const STREAM: &str = "s:";
     pub const TENANTS: &str = "tenants";
     pub const DELAYED: &str = "delayed";
@@ -310,9 +318,15 @@ impl Keys {
         format!("{}{}{id}", self.queue_base(queue), suffix::TASK)
     }
 
-    /// A task's events.
+    /// A task's events: a list, the event of sequence id n at index n - 1.
     pub fn events(&self, queue: &str, id: &str) -> String {
         format!("{}{}{id}", self.queue_base(queue), suffix::EVENTS)
+    }
+
+    /// A task's events as builds before the list layout stored them: a stream whose entry id
+    /// `<seq>-0` is the sequence id.
+    pub fn legacy_events(&self, queue: &str, id: &str) -> String {
+        format!("{}{}{id}", self.queue_base(queue), suffix::LEGACY_EVENTS)
     }
 
     /// The stream of one tenant's waiting tasks of one priority.
@@ -422,9 +436,7 @@ local function meta(id)
 end
 
 local function append_event(id, etype, data, ts)
-  local seq = redis.call('HINCRBY', k_task(id), 'event_seq', 1)
-  redis.call('XADD', k_events(id), num(seq) .. '-0', 'type', etype, 'data', data, 'ts', ts)
-  return seq
+  return redis.call('RPUSH', k_events(id), ts .. ' ' .. etype .. ' ' .. data)
 end
 
 -- One signal per script: batch scripts send it with `flush_counts`.
@@ -550,6 +562,8 @@ const SUBMIT_ARGS: usize = 14;
 /// `{'exists', hgetall}`, or `{'elsewhere', queue}` when the id is already taken by a task of
 /// another queue.
 const SUBMIT: &str = r#"
+-- Queues this call has added to the set of queues.
+local QUEUES_ADDED = {}
 local function submit(a, nth)
   local id, tenant, queue, rank, nb, ex = ARGV[a], ARGV[a + 1], ARGV[a + 4], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
   local index_key = ARGV[a + 12]
@@ -559,7 +573,10 @@ local function submit(a, nth)
       if existing and existing ~= queue then return {'elsewhere', existing} end
       if not existing then redis.call('SET', index_key, queue) end
     end
-    redis.call('SADD', ARGV[a + 13], queue)
+    if not QUEUES_ADDED[queue] then
+      redis.call('SADD', ARGV[a + 13], queue)
+      QUEUES_ADDED[queue] = true
+    end
   end
   local t = k_task(id)
   if redis.call('EXISTS', t) == 1 then
@@ -570,7 +587,7 @@ local function submit(a, nth)
   local fields = {'id', id, 'tenant', tenant, 'plugin', ARGV[a + 2], 'task_name', ARGV[a + 3],
                   'queue', queue, 'input', ARGV[a + 5], 'priority', rank, 'max_retries', ARGV[a + 9],
                   'limits', ARGV[a + 10], 'files', ARGV[a + 11], 'status', status, 'progress', '0',
-                  'message', '', 'attempts', '0', 'event_seq', '0', 'cancel_requested', '0',
+                  'message', '', 'attempts', '0', 'cancel_requested', '0',
                   'created_at', num(NOW), 'created_us', num(NOW_US + nth)}
   if nb ~= '' then
     table.insert(fields, 'not_before')
@@ -718,27 +735,45 @@ for r = 1, most do
   end
 end
 
-local function start(id, h, worker)
-  local t = k_task(id)
+-- A task's whole record, as a table and as HGETALL gives it, or nil.
+local function record_of(id)
+  local flat = redis.call('HGETALL', k_task(id))
+  if #flat == 0 then return nil end
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return h, flat
+end
+
+-- Starts the attempt of task `id`, whose record `h` and `flat` (from `record_of`) were read in
+-- this call; returns the record as it is now.
+local function start(id, h, flat, worker)
   local until_ms = num(NOW + lease_ms)
-  -- `h` was read in this call: its attempts are the record's.
   local attempts = num((tonumber(h.attempts) or 0) + 1)
-  redis.call('HSET', t, 'status', 'running', 'started_at', num(NOW), 'lease_owner', worker[1],
-             'lease_until', until_ms, 'progress', '0', 'message', '', 'attempts', attempts)
+  local set = {'status', 'running', 'started_at', num(NOW), 'lease_owner', worker[1],
+               'lease_until', until_ms, 'progress', '0', 'message', '', 'attempts', attempts}
+  redis.call('HSET', k_task(id), unpack(set))
   redis.call('ZADD', K_LEASES, until_ms, id)
   if h.expires_at then redis.call('ZREM', K_EXPIRY, id) end
   move(h.tenant, 'queued', 'running')
-  local record = redis.call('HGETALL', t)
+  -- The record read before, with what HSET changed.
+  local changed, at = {}, {}
+  for i = 1, #set, 2 do changed[set[i]] = set[i + 1] end
+  for i = 1, #flat, 2 do at[flat[i]] = i end
+  local record = flat
+  for i = 1, #set, 2 do
+    local f = set[i]
+    if at[f] then
+      record[at[f] + 1] = changed[f]
+    else
+      table.insert(record, f)
+      table.insert(record, changed[f])
+    end
+  end
   if started_host ~= '' then
     -- The attempt's `run_started`, as the worker would append it, for a task of a plugin named
     -- by the host that asks for no limits of its own (the event shows the plugin's).
-    local plugin, limits
-    for i = 1, #record, 2 do
-      local f = record[i]
-      if f == 'plugin' then plugin = record[i + 1] elseif f == 'limits' then limits = record[i + 1] end
-    end
-    local started = plugin and started_by_plugin[plugin]
-    if started and limits == '{}' then
+    local started = h.plugin and started_by_plugin[h.plugin]
+    if started and h.limits == '{}' then
       local data = '{"attempt":' .. attempts .. ',"host":' .. started_host .. ',"limits":' .. started[2] ..
                    ',"plugin":' .. started[1] .. ',"worker":' .. worker[2] .. '}'
       local seq = append_event(id, EV_STARTED, data, num(NOW))
@@ -764,6 +799,64 @@ local any_released = redis.call('ZCARD', K_RELEASED) > 0
 -- Streams found with nothing new for the group: nothing in this call adds to a task stream
 -- after the housekeeping above, so later workers of the batch skip them.
 local drained = {}
+-- Entries read ahead for the workers after this one, per stream: with one tenant and no quota,
+-- one XREADGROUP reads for every worker left. `ahead[s]` is {entries, next index}.
+local ahead = {}
+local workers_left = #workers
+
+-- What a delivered entry asks for: the task's record when it can start now; otherwise the entry
+-- is put right here (dead letter, dropped, or its task ended) and nil is returned.
+local function runnable(s, entry)
+  local entry_id, fields = entry[1], entry[2]
+  local id = nil
+  if #fields == 2 and fields[1] == 'task' then id = fields[2] end
+  local h, flat = nil, nil
+  if id then h, flat = record_of(id) end
+  if not id then
+    dead_letter(s, entry_id, fields, 'not a task entry: expected one field, task')
+  elseif not h then
+    dead_letter(s, entry_id, fields, 'names an unknown task ' .. id)
+  elseif h.entry ~= entry_id then
+    dead_letter(s, entry_id, fields, 'task ' .. id .. ' (' .. h.status .. ') does not wait on this entry')
+  elseif h.status ~= 'queued' then
+    drop_entry(id, h)
+  elseif expired(h) then
+    end_task(id, h, 'expired', 'expired', 'its expiry time passed before it started')
+    table.insert(ended, id)
+  else
+    return id, h, flat
+  end
+  return nil
+end
+
+-- The next entry of stream `s` for the group, read ahead or now; nil when there is none.
+local function next_entry(s, tenant)
+  local buffered = ahead[s]
+  if buffered and buffered[2] <= #buffered[1] then
+    local entry = buffered[1][buffered[2]]
+    buffered[2] = buffered[2] + 1
+    return entry
+  end
+  local want = 1
+  if #tenants == 1 and quotas[tenant] == nil then want = workers_left end
+  local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, workers[#workers - workers_left + 1][1], 'COUNT', want,
+                          'STREAMS', s, '>')
+  if type(res) == 'table' and res.err then
+    -- A stream made by someone else, without our group: adopt it from its start.
+    if string.find(res.err, 'NOGROUP', 1, true) and redis.call('EXISTS', s) == 1 then
+      redis.call('XGROUP', 'CREATE', s, GROUP, '0')
+      return next_entry(s, tenant)
+    end
+    drained[s] = true
+    return nil
+  elseif not res then
+    drained[s] = true
+    return nil
+  end
+  local entries = res[1][2]
+  if #entries > 1 then ahead[s] = {entries, 2} end
+  return entries[1]
+end
 
 local function pick(worker, turn)
   for _, rank in ipairs(ranks(turn)) do
@@ -771,7 +864,7 @@ local function pick(worker, turn)
     if any_released then
       local lo, hi = num(rank * 1e14), '(' .. num((rank + 1) * 1e14)
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_RELEASED, lo, hi, 'LIMIT', 0, 100)) do
-        local h = meta(id)
+        local h, flat = record_of(id)
         if not h or h.status ~= 'queued' then
           redis.call('ZREM', K_RELEASED, id)
         elseif allowed(h.tenant) then
@@ -780,7 +873,7 @@ local function pick(worker, turn)
             -- The pending entry moves to this worker; this counts a delivery.
             redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker[1], 0, h.entry)
           end
-          return start(id, h, worker)
+          return start(id, h, flat, worker)
         end
       end
     end
@@ -790,36 +883,10 @@ local function pick(worker, turn)
         local tenant = tenants[((first + i) % #tenants) + 1]
         local s = k_stream(rank, tenant)
         while not drained[s] and allowed(tenant) do
-          local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, worker[1], 'COUNT', 1, 'STREAMS', s, '>')
-          if type(res) == 'table' and res.err then
-            -- A stream made by someone else, without our group: adopt it from its start.
-            if string.find(res.err, 'NOGROUP', 1, true) and redis.call('EXISTS', s) == 1 then
-              redis.call('XGROUP', 'CREATE', s, GROUP, '0')
-            else
-              drained[s] = true
-            end
-          elseif not res then
-            drained[s] = true
-          else
-            local entry = res[1][2][1]
-            local entry_id, fields = entry[1], entry[2]
-            local id = nil
-            if #fields == 2 and fields[1] == 'task' then id = fields[2] end
-            local h = id and meta(id)
-            if not id then
-              dead_letter(s, entry_id, fields, 'not a task entry: expected one field, task')
-            elseif not h then
-              dead_letter(s, entry_id, fields, 'names an unknown task ' .. id)
-            elseif h.entry ~= entry_id then
-              dead_letter(s, entry_id, fields, 'task ' .. id .. ' (' .. h.status .. ') does not wait on this entry')
-            elseif h.status ~= 'queued' then
-              drop_entry(id, h)
-            elseif expired(h) then
-              end_task(id, h, 'expired', 'expired', 'its expiry time passed before it started')
-              table.insert(ended, id)
-            else
-              return start(id, h, worker)
-            end
+          local entry = next_entry(s, tenant)
+          if entry then
+            local id, h, flat = runnable(s, entry)
+            if id then return start(id, h, flat, worker) end
           end
         end
       end
@@ -835,7 +902,19 @@ for _, worker in ipairs(workers) do
   local record = pick(worker, turn + leased)
   if not record then break end
   leased = leased + 1
+  workers_left = workers_left - 1
   table.insert(out, record)
+end
+-- Entries read ahead that no worker took (another priority's turn came first) wait in
+-- `released`, whose tasks are taken first.
+for s, buffered in pairs(ahead) do
+  for i = buffered[2], #buffered[1] do
+    local id, h = runnable(s, buffered[1][i])
+    if id then
+      redis.call('ZADD', K_RELEASED, released_score(h.priority), id)
+      WAKE_PENDING = true
+    end
+  end
 end
 if leased > 0 then redis.call('HINCRBY', K_COUNTS, 'turn', leased) end
 flush_counts()
@@ -888,6 +967,7 @@ DEFERRED = {}
 local out = {}
 local woke = false
 local quotas = nil
+local acked = {}
 for i = 5, #ARGV, 11 do
   local id, status, result, kind, retry_at = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 7]
   local h = fenced(id, ARGV[i + 1], ARGV[i + 2])
@@ -900,7 +980,7 @@ for i = 5, #ARGV, 11 do
       -- Acknowledged and deleted: the task no longer waits on its entry.
       local s = k_stream(h.priority, h.tenant)
       redis.call('XACK', s, GROUP, h.entry)
-      redis.call('XDEL', s, h.entry)
+      acked[s] = true
       table.insert(del, 'entry')
     end
     redis.call('ZREM', K_LEASES, id)
@@ -947,6 +1027,22 @@ for i = 5, #ARGV, 11 do
     end
     table.insert(out, seq)
   end
+end
+-- Every entry below a stream's first pending one (or, with none pending, below the group's
+-- last delivered one) was delivered and acknowledged: whole nodes of them go at once.
+for s in pairs(acked) do
+  local minid = nil
+  local p = redis.call('XPENDING', s, GROUP, '-', '+', 1)
+  if p[1] then
+    minid = p[1][1]
+  else
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local info = {}
+      for j = 1, #g, 2 do info[g[j]] = g[j + 1] end
+      if info['name'] == GROUP then minid = info['last-delivered-id'] end
+    end
+  end
+  if minid then redis.call('XTRIM', s, 'MINID', '~', minid) end
 end
 if woke then wake() end
 flush_counts()
@@ -2053,6 +2149,16 @@ async fn finish_batch(link: Link, requests: Vec<FinishRequest>) -> Vec<Result<Op
     answers
 }
 
+/// An event as the scripts store it in a task's list: `<ts> <type> <data>` (a type has no
+/// spaces), at index seq - 1.
+fn decode_event(task_id: &str, seq: u64, stored: &str) -> Option<Event> {
+    let mut parts = stored.splitn(3, ' ');
+    let ts = parts.next()?.parse().ok()?;
+    let event_type = parts.next()?.to_owned();
+    let data = serde_json::from_str::<Json>(parts.next()?).ok()?;
+    Some(Event { task_id: task_id.to_owned(), seq, event_type, data, ts })
+}
+
 /// Events to append to one task.
 struct AppendRequest {
     queue: String,
@@ -2770,15 +2876,34 @@ impl Broker for RedisBroker {
     async fn events_since(&self, task_id: &str, since: u64, limit: usize) -> Result<Vec<Event>, BrokerError> {
         let Some(queue) = self.queue_of(task_id).await? else { return Ok(Vec::new()) };
         let limit = if limit == 0 { DEFAULT_EVENTS_LIMIT } else { limit };
-        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        // One round trip reads both layouts; a task has events in one of them only.
+        let first = since.min(i64::MAX as u64) as i64;
+        let last = first.saturating_add(limit.min(i64::MAX as usize) as i64 - 1);
+        let (listed, legacy): (Vec<String>, Vec<(String, HashMap<String, String>)>) = redis::pipe()
+            .cmd("LRANGE")
             .arg(self.keys.events(&queue, task_id))
+            .arg(first)
+            .arg(last)
+            .cmd("XRANGE")
+            .arg(self.keys.legacy_events(&queue, task_id))
             .arg(format!("{}-0", since.saturating_add(1)))
             .arg("+")
             .arg("COUNT")
             .arg(limit)
             .query_async(&mut self.conn.clone())
             .await?;
-        entries
+        if legacy.is_empty() {
+            return listed
+                .iter()
+                .zip(since.saturating_add(1)..)
+                .map(|(stored, seq)| {
+                    decode_event(task_id, seq, stored).ok_or_else(|| {
+                        BrokerError::Storage(format!("task {task_id}: undecodable event {seq}"))
+                    })
+                })
+                .collect();
+        }
+        legacy
             .into_iter()
             .map(|(id, fields)| {
                 let seq = id.split('-').next().and_then(|s| s.parse().ok());

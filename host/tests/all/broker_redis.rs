@@ -219,6 +219,137 @@ async fn a_foreign_entry_goes_to_the_dead_letters_and_consumption_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_trims_only_what_was_delivered_and_acknowledged() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    let stream = broker.keys().stream(QUEUE, TENANT, Priority::Normal);
+    // 250 entries: three stream nodes of at most 100 (Redis's default) would hold them.
+    for i in 0..250 {
+        broker.submit(new_task(&format!("t{i:03}"))).await.expect("submit");
+    }
+    let finish = |lease| {
+        let broker = broker.clone();
+        async move {
+            broker
+                .finish(
+                    &lease,
+                    Finish::Succeeded { result: "null".to_owned() },
+                    NewEvent::new(kind::RUN_COMPLETED, json!({})),
+                )
+                .await
+                .expect("finish")
+                .expect("the lease is held")
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    // The first task keeps running while 200 after it run and finish: nothing below it and
+    // nothing not yet delivered may go, and entries above the first pending one are not trimmed.
+    let first = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("a task");
+    assert_eq!(first.task.id, "t000");
+    seen.insert(first.task.id.clone());
+    for _ in 0..200 {
+        let lease = broker.lease("w", &queues(), DEADLINE).await.expect("lease").expect("a task");
+        assert!(seen.insert(lease.task.id.clone()), "{} delivered twice", lease.task.id);
+        finish(lease).await;
+    }
+    assert_eq!(server.cli(&["XLEN", &stream]).trim(), "250", "an entry went while the first task ran");
+
+    // With nothing pending, the finished entries below the last delivered one go, whole nodes
+    // at once; the 49 never delivered stay.
+    finish(first).await;
+    let left: usize = server.cli(&["XLEN", &stream]).trim().parse().expect("a length");
+    assert!((49..250).contains(&left), "{left} entries left in the stream");
+    while let Some(lease) = broker.lease("w", &queues(), DEADLINE).await.expect("lease") {
+        assert!(seen.insert(lease.task.id.clone()), "{} delivered twice", lease.task.id);
+        finish(lease).await;
+    }
+    assert_eq!(seen.len(), 250, "every task ran once");
+    let left: usize = server.cli(&["XLEN", &stream]).trim().parse().expect("a length");
+    assert!(left <= 100, "{left} entries left after every task finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_leasing_together_take_every_task_once_across_priorities() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    // One tenant without a quota: a lease call reads ahead for all its slots at once, and what a
+    // slot does not take (another priority's turn came first) waits to be taken first.
+    for i in 0..60 {
+        let mut task = new_task(&format!("t{i:02}"));
+        task.priority = if i % 2 == 0 { Priority::High } else { Priority::Normal };
+        broker.submit(task).await.expect("submit");
+    }
+    let slots = (0..8).map(|slot| {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut taken = Vec::new();
+            let worker = format!("w/{slot}");
+            while let Some(lease) = broker.lease(&worker, &queues(), DEADLINE).await.expect("lease") {
+                taken.push(lease.task.id.clone());
+                let done = broker
+                    .finish(
+                        &lease,
+                        Finish::Succeeded { result: "null".to_owned() },
+                        NewEvent::new(kind::RUN_COMPLETED, json!({})),
+                    )
+                    .await
+                    .expect("finish");
+                assert!(done.is_some(), "{} lost its lease", lease.task.id);
+            }
+            taken
+        })
+    });
+    let mut taken: Vec<String> = Vec::new();
+    for slot in slots {
+        taken.extend(slot.await.expect("a slot"));
+    }
+    taken.sort();
+    let expected: Vec<String> = (0..60).map(|i| format!("t{i:02}")).collect();
+    assert_eq!(taken, expected, "every task once");
+    let stats = broker.queue_stats(None).await.expect("stats");
+    assert_eq!((stats[0].pending, stats[0].running, stats[0].dead), (0, 0, 0));
+    assert!(broker.dead_letters(QUEUE).await.expect("dead letters").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_by_the_stream_layout_stay_readable() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    broker.submit(new_task("old")).await.expect("submit");
+    // Builds before the list layout stored a task's events in a stream, entry id = sequence id.
+    let legacy = broker.keys().legacy_events(QUEUE, "old");
+    server.cli(&["XADD", &legacy, "1-0", "type", "run_started", "data", r#"{"attempt":1}"#, "ts", "1000"]);
+    server.cli(&["XADD", &legacy, "2-0", "type", "progress", "data", r#"{"percent":50}"#, "ts", "1001"]);
+    let events = broker.events_since("old", 0, 10).await.expect("events");
+    let seen: Vec<(u64, &str)> = events.iter().map(|e| (e.seq, e.event_type.as_str())).collect();
+    assert_eq!(seen, [(1, "run_started"), (2, "progress")]);
+    assert_eq!(events[1].data, json!({"percent": 50}));
+    assert_eq!(events[1].ts, 1001);
+    let later = broker.events_since("old", 1, 10).await.expect("events");
+    assert_eq!(later.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_stored_event_is_a_storage_error_not_a_crash() {
+    let server = RedisServer::start();
+    let broker = broker_on(&server.url(), &unique_prefix()).await;
+    broker.submit(new_task("t")).await.expect("submit");
+    let stored =
+        broker.append_events("t", vec![NewEvent::new("note", json!({"n": 1}))]).await.expect("append");
+    assert_eq!(stored[0].seq, 1);
+    server.cli(&["RPUSH", &broker.keys().events(QUEUE, "t"), "not an event"]);
+    match broker.events_since("t", 0, 10).await {
+        Err(BrokerError::Storage(message)) => assert!(message.contains("undecodable event 2"), "{message}"),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    // Reading from past the garbled entry still works, and appending goes on after it.
+    let next = broker.append_events("t", vec![NewEvent::new("note", json!({"n": 3}))]).await.expect("append");
+    assert_eq!(next[0].seq, 3);
+    let tail = broker.events_since("t", 2, 10).await.expect("events");
+    assert_eq!(tail.iter().map(|e| (e.seq, e.data.clone())).collect::<Vec<_>>(), [(3, json!({"n": 3}))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_connection_is_reopened_and_work_goes_on() {
     let server = RedisServer::start();
     let prefix = unique_prefix();
