@@ -629,9 +629,10 @@ return out
 /// plugins whose `run_started` the script stores, then per plugin its name, its name as JSON and
 /// its limits as JSON, then per idle slot its worker id and that id as JSON. Leases up to one
 /// task per worker, in order, and stops at the first worker for which nothing is runnable.
-/// Returns `{ended, hgetall...}`: `ended` the ids this call ended, then the record of each task
-/// leased, the n-th for the n-th worker; a record whose `run_started` event the script stored
-/// ends with the extra field `_started_seq`, the event's sequence id.
+/// Returns `{ended, record...}`: `ended` the ids this call ended, then the record of each task
+/// leased as a JSON object of strings, the n-th for the n-th worker; a record whose
+/// `run_started` event the script stored has the extra field `_started_seq`, the event's
+/// sequence id.
 const LEASE: &str = r#"
 local lease_ms = tonumber(ARGV[4])
 local prefix_all, queues_key, index_prefix = ARGV[5], ARGV[6], ARGV[7]
@@ -735,18 +736,18 @@ for r = 1, most do
   end
 end
 
--- A task's whole record, as a table and as HGETALL gives it, or nil.
+-- A task's whole record as a table, or nil.
 local function record_of(id)
   local flat = redis.call('HGETALL', k_task(id))
   if #flat == 0 then return nil end
   local h = {}
   for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-  return h, flat
+  return h
 end
 
--- Starts the attempt of task `id`, whose record `h` and `flat` (from `record_of`) were read in
--- this call; returns the record as it is now.
-local function start(id, h, flat, worker)
+-- Starts the attempt of task `id`, whose record `h` (from `record_of`) was read in this call;
+-- returns the record as it is now, as a JSON object (one string to decode, not 50).
+local function start(id, h, worker)
   local until_ms = num(NOW + lease_ms)
   local attempts = num((tonumber(h.attempts) or 0) + 1)
   local set = {'status', 'running', 'started_at', num(NOW), 'lease_owner', worker[1],
@@ -755,20 +756,7 @@ local function start(id, h, flat, worker)
   redis.call('ZADD', K_LEASES, until_ms, id)
   if h.expires_at then redis.call('ZREM', K_EXPIRY, id) end
   move(h.tenant, 'queued', 'running')
-  -- The record read before, with what HSET changed.
-  local changed, at = {}, {}
-  for i = 1, #set, 2 do changed[set[i]] = set[i + 1] end
-  for i = 1, #flat, 2 do at[flat[i]] = i end
-  local record = flat
-  for i = 1, #set, 2 do
-    local f = set[i]
-    if at[f] then
-      record[at[f] + 1] = changed[f]
-    else
-      table.insert(record, f)
-      table.insert(record, changed[f])
-    end
-  end
+  for i = 1, #set, 2 do h[set[i]] = set[i + 1] end
   if started_host ~= '' then
     -- The attempt's `run_started`, as the worker would append it, for a task of a plugin named
     -- by the host that asks for no limits of its own (the event shows the plugin's).
@@ -776,12 +764,10 @@ local function start(id, h, flat, worker)
     if started and h.limits == '{}' then
       local data = '{"attempt":' .. attempts .. ',"host":' .. started_host .. ',"limits":' .. started[2] ..
                    ',"plugin":' .. started[1] .. ',"worker":' .. worker[2] .. '}'
-      local seq = append_event(id, EV_STARTED, data, num(NOW))
-      table.insert(record, '_started_seq')
-      table.insert(record, num(seq))
+      h['_started_seq'] = num(append_event(id, EV_STARTED, data, num(NOW)))
     end
   end
-  return record
+  return cjson.encode(h)
 end
 
 local function expired(h)
@@ -810,8 +796,8 @@ local function runnable(s, entry)
   local entry_id, fields = entry[1], entry[2]
   local id = nil
   if #fields == 2 and fields[1] == 'task' then id = fields[2] end
-  local h, flat = nil, nil
-  if id then h, flat = record_of(id) end
+  local h = nil
+  if id then h = record_of(id) end
   if not id then
     dead_letter(s, entry_id, fields, 'not a task entry: expected one field, task')
   elseif not h then
@@ -824,7 +810,7 @@ local function runnable(s, entry)
     end_task(id, h, 'expired', 'expired', 'its expiry time passed before it started')
     table.insert(ended, id)
   else
-    return id, h, flat
+    return id, h
   end
   return nil
 end
@@ -864,7 +850,7 @@ local function pick(worker, turn)
     if any_released then
       local lo, hi = num(rank * 1e14), '(' .. num((rank + 1) * 1e14)
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_RELEASED, lo, hi, 'LIMIT', 0, 100)) do
-        local h, flat = record_of(id)
+        local h = record_of(id)
         if not h or h.status ~= 'queued' then
           redis.call('ZREM', K_RELEASED, id)
         elseif allowed(h.tenant) then
@@ -873,7 +859,7 @@ local function pick(worker, turn)
             -- The pending entry moves to this worker; this counts a delivery.
             redis.call('XCLAIM', k_stream(h.priority, h.tenant), GROUP, worker[1], 0, h.entry)
           end
-          return start(id, h, flat, worker)
+          return start(id, h, worker)
         end
       end
     end
@@ -885,8 +871,8 @@ local function pick(worker, turn)
         while not drained[s] and allowed(tenant) do
           local entry = next_entry(s, tenant)
           if entry then
-            local id, h, flat = runnable(s, entry)
-            if id then return start(id, h, flat, worker) end
+            local id, h = runnable(s, entry)
+            if id then return start(id, h, worker) end
           end
         end
       end
@@ -2040,8 +2026,19 @@ async fn lease_from(
     link.retire_ids(&ended).await;
     let mut leases = Vec::new();
     for (value, worker) in reply.zip(workers) {
-        let fields: HashMap<String, String> = FromRedisValue::from_redis_value(value)
+        // The script sends each record as one JSON object of strings. Bytes that are not UTF-8
+        // (written by someone else) become U+FFFD, and the record is then judged as any other.
+        let bytes: Vec<u8> = FromRedisValue::from_redis_value(value)
             .map_err(|e| BrokerError::Storage(format!("unexpected lease reply: {e}")))?;
+        let fields: HashMap<String, String> = match serde_json::from_str(&String::from_utf8_lossy(&bytes)) {
+            Ok(fields) => fields,
+            Err(error) => {
+                // Not even an id to bury it by: the lease lapses, and the delivery count ends it.
+                tracing::error!(%error, "undecodable record in a lease reply");
+                leases.push(None);
+                continue;
+            }
+        };
         match decode_task(&fields) {
             Ok(task) => {
                 link.remember(&task.id, queue);

@@ -353,6 +353,8 @@ impl Worker {
 
     /// Runs one leased attempt to its end and stores the outcome.
     pub async fn run_leased(&self, lease: Lease, hard_stop: &CancellationToken) {
+        // Shared, not copied: the report writer and the renewer hold it for the whole run.
+        let lease = Arc::new(lease);
         let task = &lease.task;
         let Some(plugin) = self.plugins.get(&task.plugin).cloned() else {
             let error = ErrorInfo {
@@ -415,7 +417,7 @@ impl Worker {
         let renewer = tokio::spawn(renew_lease(
             self.broker.clone(),
             lease.clone(),
-            self.settings.clone(),
+            (self.settings.lease_renewal_interval, self.settings.lease_duration),
             cancel.clone(),
             lost.clone(),
             check_now,
@@ -603,19 +605,19 @@ fn decide(
 /// another host) or when the lease was lost.
 async fn renew_lease(
     broker: Arc<dyn Broker>,
-    lease: Lease,
-    settings: WorkerSettings,
+    lease: Arc<Lease>,
+    (renewal_interval, lease_duration): (Duration, Duration),
     cancel: CancellationToken,
     lost: CancellationToken,
     mut check_now: bool,
 ) {
-    let mut interval = tokio::time::interval(settings.lease_renewal_interval);
+    let mut interval = tokio::time::interval(renewal_interval);
     interval.tick().await;
     loop {
         if !std::mem::take(&mut check_now) {
             interval.tick().await;
         }
-        match broker.renew(&lease, settings.lease_duration).await {
+        match broker.renew(&lease, lease_duration).await {
             Ok(LeaseState::Held) => {}
             Ok(LeaseState::CancelRequested) => cancel.cancel(),
             Ok(LeaseState::Lost) => {
@@ -633,7 +635,7 @@ async fn renew_lease(
 async fn write_reports(
     hub: EventHub,
     broker: Arc<dyn Broker>,
-    lease: Lease,
+    lease: Arc<Lease>,
     mut reports: mpsc::Receiver<Report>,
     progress_interval: Duration,
     running: Arc<RunningTask>,
