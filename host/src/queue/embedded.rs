@@ -709,16 +709,34 @@ impl Broker for EmbeddedBroker {
     async fn queue_stats(&self, tenant: Option<&str>) -> Result<Vec<QueueStats>, BrokerError> {
         let tenant = tenant.map(str::to_owned);
         self.with_db(move |conn| {
+            // Every queue that has a task (a skip scan of the queue index), each counted over
+            // its waiting, running and dead rows only: finished tasks, however many are kept,
+            // cost nothing here.
             let mut stmt = conn.prepare_cached(
-                "SELECT queue,
-                        SUM(status IN ('queued', 'scheduled', 'retrying') AND COALESCE(not_before, 0) <= :now),
-                        SUM(status = 'running'),
-                        SUM(status IN ('queued', 'scheduled', 'retrying') AND COALESCE(not_before, 0) > :now),
-                        SUM(status = 'dead')
-                 FROM tasks
-                 WHERE (:tenant IS NULL OR tenant = :tenant)
-                 GROUP BY queue
-                 ORDER BY queue",
+                "WITH RECURSIVE queues (queue) AS (
+                     SELECT (SELECT MIN(queue) FROM tasks)
+                     UNION ALL
+                     SELECT (SELECT MIN(queue) FROM tasks WHERE queue > queues.queue)
+                     FROM queues WHERE queues.queue IS NOT NULL
+                 )
+                 SELECT q.queue,
+                        (SELECT COUNT(*) FROM tasks AS t
+                         WHERE t.queue = q.queue AND t.status IN ('queued', 'scheduled', 'retrying')
+                           AND COALESCE(t.not_before, 0) <= :now AND (:tenant IS NULL OR t.tenant = :tenant)),
+                        (SELECT COUNT(*) FROM tasks AS t
+                         WHERE t.queue = q.queue AND t.status = 'running'
+                           AND (:tenant IS NULL OR t.tenant = :tenant)),
+                        (SELECT COUNT(*) FROM tasks AS t
+                         WHERE t.queue = q.queue AND t.status IN ('queued', 'scheduled', 'retrying')
+                           AND COALESCE(t.not_before, 0) > :now AND (:tenant IS NULL OR t.tenant = :tenant)),
+                        (SELECT COUNT(*) FROM tasks AS t
+                         WHERE t.queue = q.queue AND t.status = 'dead'
+                           AND (:tenant IS NULL OR t.tenant = :tenant))
+                 FROM queues AS q
+                 WHERE q.queue IS NOT NULL
+                   AND (:tenant IS NULL
+                        OR EXISTS (SELECT 1 FROM tasks AS t WHERE t.queue = q.queue AND t.tenant = :tenant))
+                 ORDER BY q.queue",
             )?;
             let count = |row: &Row<'_>, i: usize| row.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
             let rows = stmt.query_map(named_params! {":now": now_ms(), ":tenant": tenant}, |row| {
@@ -1402,6 +1420,38 @@ mod tests {
         assert_eq!(hangs.attempts, MAX_DELIVERIES);
         assert_eq!(hangs.error.unwrap().message, DELIVERY_COUNT_EXCEEDED);
         assert_eq!(broker.queue_stats(None).await.unwrap()[0].dead, 1);
+    }
+
+    #[tokio::test]
+    async fn queue_stats_list_every_queue_but_count_only_tasks_not_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = EmbeddedBroker::open(dir.path()).unwrap();
+        broker.submit(task("done")).await.unwrap();
+        broker.submit(NewTask { queue: "other".to_owned(), ..task("waiting") }).await.unwrap();
+        broker
+            .submit(NewTask { tenant: "globex".to_owned(), queue: "third".to_owned(), ..task("theirs") })
+            .await
+            .unwrap();
+        let lease = broker.lease("w", &queues(), HOUR).await.unwrap().unwrap();
+        let event = NewEvent::new(kind::RUN_COMPLETED, serde_json::json!({}));
+        broker.finish(&lease, Finish::Succeeded { result: "null".to_owned() }, event).await.unwrap();
+
+        let counts = |stats: Vec<QueueStats>| -> Vec<(String, u64, u64)> {
+            stats.into_iter().map(|q| (q.queue, q.pending, q.running)).collect()
+        };
+        // A queue whose tasks all finished is still listed, with nothing in it.
+        assert_eq!(
+            counts(broker.queue_stats(None).await.unwrap()),
+            [("default".to_owned(), 0, 0), ("other".to_owned(), 1, 0), ("third".to_owned(), 1, 0)]
+        );
+        // A tenant sees the queues it has tasks in, counted over its own tasks.
+        let tenant = crate::queue::test_task("x").tenant;
+        assert_eq!(
+            counts(broker.queue_stats(Some(&tenant)).await.unwrap()),
+            [("default".to_owned(), 0, 0), ("other".to_owned(), 1, 0)]
+        );
+        assert_eq!(counts(broker.queue_stats(Some("globex")).await.unwrap()), [("third".to_owned(), 1, 0)]);
+        assert!(broker.queue_stats(Some("nobody")).await.unwrap().is_empty());
     }
 
     #[tokio::test]
