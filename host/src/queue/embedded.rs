@@ -1124,7 +1124,10 @@ fn next_candidate(
 fn expire_stale_tasks(conn: &Connection, now: Millis) -> Result<(), BrokerError> {
     let stale = conn
         .prepare_cached(
-            "SELECT id FROM tasks
+            // Without the hint SQLite picks the status index and reads every waiting row on
+            // each lease (1 ms per lease with 10,000 waiting); the expiry index reads only those
+            // that expired.
+            "SELECT id FROM tasks INDEXED BY tasks_by_expiry
              WHERE expires_at IS NOT NULL AND expires_at < :now AND status IN ('queued', 'scheduled')",
         )?
         .query_map(named_params! {":now": now}, |row| row.get::<_, String>(0))?
