@@ -24,8 +24,13 @@
 //!
 //! SQLite calls block, so they never run on the async runtime: every call takes the one
 //! connection (behind a std [`Mutex`]) on tokio's blocking pool. One connection serialises all
-//! writes, which is what SQLite does anyway, and makes each lease a single transaction that no
-//! other worker of this host can interleave with: no task is handed to two workers.
+//! writes, which is what SQLite does anyway, and makes each lease a single step that no other
+//! worker of this host can interleave with: no task is handed to two workers.
+//!
+//! Group commit: the calls waiting for the connection run together as one transaction, each in a
+//! savepoint of its own (one that fails rolls back alone), and each caller is answered only after
+//! that transaction commits. So a burst of leases, finishes and event appends pays one `fsync`,
+//! not one each, and nothing is acknowledged before it is on disk; a lone call goes at once.
 //!
 //! # One host per data dir, and crash recovery
 //! [`EmbeddedBroker::open`] takes an exclusive lock on `<data_dir>/taskhost.lock` (an OS file
@@ -53,7 +58,7 @@ use async_trait::async_trait;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_params};
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use super::{
     Broker, BrokerError, CancelResult, ErrorInfo, FileInfo, Finish, HostInfo, Lease, LeaseState, Millis,
@@ -217,6 +222,10 @@ impl From<rusqlite::Error> for BrokerError {
 pub struct EmbeddedBroker {
     /// The one connection; a std mutex because it is only ever taken on the blocking pool.
     db: Arc<Mutex<Connection>>,
+    /// Calls waiting for the connection; each batch of them is one transaction (group commit).
+    jobs: Arc<Mutex<Vec<Job>>>,
+    /// Whose turn it is to run the next batch.
+    turn: tokio::sync::Mutex<()>,
     /// Wakes [`Broker::wait_for_work`] when a task may have become runnable.
     work: Arc<Notify>,
     data_dir: PathBuf,
@@ -247,6 +256,8 @@ impl EmbeddedBroker {
         }
         Ok(EmbeddedBroker {
             db: Arc::new(Mutex::new(conn)),
+            jobs: Arc::new(Mutex::new(Vec::new())),
+            turn: tokio::sync::Mutex::new(()),
             work: Arc::new(Notify::new()),
             data_dir: data_dir.to_owned(),
             _lock: lock,
@@ -259,20 +270,46 @@ impl EmbeddedBroker {
     }
 
     /// Runs `op` with the connection on the blocking pool.
+    /// Runs `op` on the connection, in a batch with the calls waiting at that instant: one
+    /// transaction, so one commit (one `fsync`) for all of them (group commit). An `op` that
+    /// writes several rows does so in a savepoint (`conn.savepoint()`), which rolls back alone if
+    /// the `op` fails. No answer is given before the batch is committed: what a caller is told
+    /// was stored is on disk. One batch runs at a time, so batches grow by themselves under load
+    /// and a lone call goes at once.
     async fn with_db<T, F>(&self, op: F) -> Result<T, BrokerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, BrokerError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = db.lock().map_err(|_| {
-                BrokerError::Storage("the database connection is unusable after a panic".to_owned())
-            })?;
-            op(&mut conn)
-        })
-        .await
-        .map_err(|e| BrokerError::Storage(format!("database call did not complete: {e}")))?
+        let (answer, mut answered) = oneshot::channel::<Result<T, BrokerError>>();
+        let job: Job = Box::new(move |conn| {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(conn)))
+                .unwrap_or_else(|_| Err(BrokerError::Storage("a database call panicked".to_owned())));
+            Box::new(move |committed: Result<(), String>| {
+                let _ = answer.send(committed.map_err(BrokerError::Storage).and(result));
+            })
+        });
+        let gone = || BrokerError::Storage("database call did not complete".to_owned());
+        self.jobs.lock().map_err(|_| gone())?.push(job);
+        let _turn = self.turn.lock().await;
+        loop {
+            match answered.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(gone()),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<Job> = {
+                let mut jobs = self.jobs.lock().map_err(|_| gone())?;
+                let n = jobs.len().min(MAX_GROUP_COMMIT);
+                jobs.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return answered.await.map_err(|_| gone())?;
+            }
+            let db = Arc::clone(&self.db);
+            // A batch that panics drops its answers: its callers hear `gone`.
+            let _ = tokio::task::spawn_blocking(move || run_batch(&db, batch)).await;
+        }
     }
 
     /// The earliest time at which a task in `queues` becomes runnable (a start time, a retry
@@ -310,7 +347,7 @@ impl Broker for EmbeddedBroker {
     async fn submit(&self, task: NewTask) -> Result<Submitted, BrokerError> {
         let submitted = self
             .with_db(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 if let Some(existing) = get_task(&tx, &task.id, None)? {
                     if existing.tenant != task.tenant {
                         return Err(BrokerError::Conflict(format!("task id {} is already taken", task.id)));
@@ -373,7 +410,7 @@ impl Broker for EmbeddedBroker {
         let queues = queues.to_vec();
         let lease_ms = duration_ms(lease_for);
         self.with_db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let now = now_ms();
             expire_stale_tasks(&tx, now)?;
             tx.prepare_cached(
@@ -427,7 +464,7 @@ impl Broker for EmbeddedBroker {
         // One host serves every queue of this store: the policies hold for all of them.
         let policies = policies.to_vec();
         self.with_db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             tx.execute("DELETE FROM tenant_policy", [])?;
             for policy in &policies {
                 tx.prepare_cached("INSERT INTO tenant_policy (tenant, weight, quota) VALUES (?1, ?2, ?3)")?
@@ -525,7 +562,7 @@ impl Broker for EmbeddedBroker {
         let is_retry = matches!(finish, Finish::Retry { .. });
         let stored = self
             .with_db(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 let now = now_ms();
                 let status = finish.status();
                 let (result, error, retry_at) = match finish {
@@ -611,7 +648,7 @@ impl Broker for EmbeddedBroker {
         let tenant = tenant.map(str::to_owned);
         let id = id.to_owned();
         self.with_db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let task =
                 get_task(&tx, &id, tenant.as_deref())?.ok_or_else(|| BrokerError::NotFound(id.clone()))?;
             let (outcome, event) = match task.status {
@@ -645,7 +682,7 @@ impl Broker for EmbeddedBroker {
         let id = id.to_owned();
         let record = self
             .with_db(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 let task = get_task(&tx, &id, tenant.as_deref())?
                     .ok_or_else(|| BrokerError::NotFound(id.clone()))?;
                 if task.status != TaskStatus::Dead {
@@ -756,7 +793,7 @@ impl Broker for EmbeddedBroker {
     async fn append_events(&self, task_id: &str, events: Vec<NewEvent>) -> Result<Vec<Event>, BrokerError> {
         let task_id = task_id.to_owned();
         self.with_db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let exists = tx
                 .prepare_cached("SELECT 1 FROM tasks WHERE id = :id")?
                 .exists(named_params! {":id": task_id})?;
@@ -882,7 +919,7 @@ impl Broker for EmbeddedBroker {
         let forget_at =
             last_seen.saturating_add(Millis::try_from(forget_after.as_millis()).unwrap_or(Millis::MAX));
         self.with_db(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             tx.execute(
                 "INSERT INTO hosts (id, info, last_seen, forget_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (id) DO UPDATE SET info = ?2, last_seen = ?3, forget_at = ?4",
@@ -909,6 +946,36 @@ impl Broker for EmbeddedBroker {
             Ok(hosts)
         })
         .await
+    }
+}
+
+/// Most calls one transaction of [`EmbeddedBroker::with_db`] carries.
+const MAX_GROUP_COMMIT: usize = 64;
+
+/// What a batched call leaves to do once its batch is committed (or not): answer its caller.
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A call waiting for the connection.
+type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+
+/// Runs a batch of calls in one transaction and answers each after the commit.
+fn run_batch(db: &Mutex<Connection>, batch: Vec<Job>) {
+    let Ok(mut conn) = db.lock() else {
+        // Poisoned by a panic outside a call: nothing can run; the callers hear `gone`.
+        return;
+    };
+    // Without a transaction around them (BEGIN failed), each call's savepoint commits alone.
+    let in_transaction = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    let completions: Vec<Completion> = batch.into_iter().map(|job| job(&mut conn)).collect();
+    let committed = if in_transaction {
+        conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            format!("sqlite: commit failed: {e}")
+        })
+    } else {
+        Ok(())
+    };
+    for complete in completions {
+        complete(committed.clone());
     }
 }
 
@@ -1423,6 +1490,54 @@ mod tests {
         assert_eq!(hangs.attempts, MAX_DELIVERIES);
         assert_eq!(hangs.error.unwrap().message, DELIVERY_COUNT_EXCEEDED);
         assert_eq!(broker.queue_stats(None).await.unwrap()[0].dead, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_committed_together_fail_alone_and_what_was_acknowledged_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(EmbeddedBroker::open(dir.path()).unwrap());
+        let calls: Vec<_> = (0..40)
+            .map(|i| {
+                let broker = broker.clone();
+                tokio::spawn(async move {
+                    if i % 10 == 5 {
+                        // Writes, then fails: its write must not be committed with the others.
+                        let failed = broker
+                            .with_db(move |conn| {
+                                let sp = conn.savepoint()?;
+                                sp.execute(
+                                    "INSERT INTO hosts (id, info, last_seen, forget_at) VALUES (?1, '{}', 0, 0)",
+                                    [format!("ghost-{i}")],
+                                )?;
+                                Err::<(), _>(BrokerError::Storage("failed on purpose".to_owned()))
+                            })
+                            .await;
+                        assert!(failed.is_err());
+                    } else {
+                        broker.submit(task(&format!("t{i}"))).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        let panicked = broker.with_db(|_| -> Result<(), BrokerError> { panic!("a bug in a call") }).await;
+        assert!(matches!(&panicked, Err(BrokerError::Storage(m)) if m.contains("panicked")), "{panicked:?}");
+        broker.submit(task("after")).await.expect("the connection serves on after a panic");
+        drop(broker);
+
+        let broker = EmbeddedBroker::open(dir.path()).unwrap();
+        for i in (0..40).filter(|i| i % 10 != 5) {
+            assert!(
+                broker.get(None, &format!("t{i}")).await.unwrap().is_some(),
+                "t{i} was acknowledged, then lost"
+            );
+        }
+        assert!(broker.get(None, "after").await.unwrap().is_some());
+        let ghosts: i64 =
+            broker.db.lock().unwrap().query_row("SELECT COUNT(*) FROM hosts", [], |r| r.get(0)).unwrap();
+        assert_eq!(ghosts, 0, "a failed call's write was committed");
     }
 
     #[tokio::test]
