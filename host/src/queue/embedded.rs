@@ -269,13 +269,12 @@ impl EmbeddedBroker {
         &self.data_dir
     }
 
-    /// Runs `op` with the connection on the blocking pool.
-    /// Runs `op` on the connection, in a batch with the calls waiting at that instant: one
-    /// transaction, so one commit (one `fsync`) for all of them (group commit). An `op` that
-    /// writes several rows does so in a savepoint (`conn.savepoint()`), which rolls back alone if
-    /// the `op` fails. No answer is given before the batch is committed: what a caller is told
-    /// was stored is on disk. One batch runs at a time, so batches grow by themselves under load
-    /// and a lone call goes at once.
+    /// Runs `op` on the connection, on the blocking pool, in a batch with the calls waiting at
+    /// that instant: one transaction, so one commit (one `fsync`) for all of them (group commit).
+    /// An `op` that writes several rows does so in a savepoint (`conn.savepoint()`), which rolls
+    /// back alone if the `op` fails. No answer is given before the batch is committed: what a
+    /// caller is told was stored is on disk. One batch runs at a time, so batches grow by
+    /// themselves under load and a lone call goes at once.
     async fn with_db<T, F>(&self, op: F) -> Result<T, BrokerError>
     where
         T: Send + 'static,
@@ -1070,7 +1069,6 @@ fn recover_stranded_tasks(conn: &mut Connection) -> Result<usize, BrokerError> {
     Ok(stranded.len())
 }
 
-/// Ends every waiting task whose expiry time passed before it started.
 /// A row a worker may lease, with what orders it against the others.
 struct Candidate {
     id: String,
@@ -1188,6 +1186,7 @@ fn next_candidate(
     Ok(best.map(|(_, candidate)| candidate))
 }
 
+/// Ends every waiting task whose expiry time passed before it started.
 fn expire_stale_tasks(conn: &Connection, now: Millis) -> Result<(), BrokerError> {
     let stale = conn
         .prepare_cached(
