@@ -352,7 +352,10 @@ impl Worker {
     }
 
     /// Runs one leased attempt to its end and stores the outcome.
-    pub async fn run_leased(&self, lease: Lease, hard_stop: &CancellationToken) {
+    pub async fn run_leased(&self, mut lease: Lease, hard_stop: &CancellationToken) {
+        // Stored with the lease by brokers that can (see `Broker::record_run_started`); taken out
+        // here, published below.
+        let started_stored = lease.started.take();
         // Shared, not copied: the report writer and the renewer hold it for the whole run.
         let lease = Arc::new(lease);
         let task = &lease.task;
@@ -365,9 +368,8 @@ impl Worker {
             self.finish(&lease, Finish::Dead(error), event).await;
             return;
         };
-        // Stored with the lease by brokers that can (see `Broker::record_run_started`).
-        let started_stored = lease.started.is_some();
-        if let Some(stored) = lease.started.clone() {
+        let started_was_stored = started_stored.is_some();
+        if let Some(stored) = started_stored {
             self.hub.publish(stored);
         }
         let started = Instant::now();
@@ -383,7 +385,7 @@ impl Worker {
         let mut capabilities = plugin.capabilities.clone();
         capabilities.input_dir = inputs.as_ref().map(|d| d.path().to_path_buf());
         let limits = plugin.limits.narrowed_by(&task.limits);
-        if !started_stored {
+        if !started_was_stored {
             let started_event = NewEvent::new(
                 kind::RUN_STARTED,
                 crate::events::run_started_data(
