@@ -111,11 +111,16 @@ impl RunningTasks {
     /// Stops a task running on this host; false when it is not running here (the request is
     /// then remembered for a while, for `UNMATCHED_CANCEL_MEMORY`).
     pub fn cancel(&self, task_id: &str) -> bool {
-        let found = match self.tasks.lock() {
-            Ok(tasks) => tasks.get(task_id).map(|t| t.cancel.cancel()).is_some(),
-            Err(_) => false,
-        };
-        if !found && let Ok(mut unmatched) = self.unmatched.lock() {
+        let Ok(tasks) = self.tasks.lock() else { return false };
+        if let Some(task) = tasks.get(task_id) {
+            task.cancel.cancel();
+            return true;
+        }
+        // Noted while `tasks` is still held: a slot's `insert` then either comes after the note
+        // (and its `take_unmatched_cancel` finds it) or came before the look (and the look found
+        // the task). Released in between, the note could land just after the slot had looked,
+        // and the cancel would wait for the next renewal.
+        if let Ok(mut unmatched) = self.unmatched.lock() {
             let now = Instant::now();
             if unmatched.len() >= UNMATCHED_CANCEL_LIMIT {
                 unmatched.retain(|_, at| now.duration_since(*at) < UNMATCHED_CANCEL_MEMORY);
@@ -125,7 +130,7 @@ impl RunningTasks {
             }
             unmatched.insert(task_id.to_owned(), now);
         }
-        found
+        false
     }
 
     /// True when a cancel for `task_id` came recently while it was not running here; forgets it.
@@ -737,6 +742,33 @@ mod tests {
         assert!(running.cancel("t1"), "a running task is stopped at once");
         assert!(token.is_cancelled());
         assert!(!running.take_unmatched_cancel("t1"), "a request that found its task is not kept");
+    }
+
+    #[test]
+    fn a_cancel_racing_a_slot_that_starts_the_task_is_never_lost() {
+        // The API's cancel and a slot's insert-then-look run at once, many times: every time,
+        // either the cancel found the task and stopped it, or the slot found the note.
+        for round in 0..2_000 {
+            let running = Arc::new(RunningTasks::default());
+            let id = format!("t{round}");
+            let start = Arc::new(std::sync::Barrier::new(2));
+            let api = {
+                let (running, id, start) = (running.clone(), id.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    running.cancel(&id)
+                })
+            };
+            start.wait();
+            let token = CancellationToken::new();
+            running.insert(&id, token.clone());
+            let noted = running.take_unmatched_cancel(&id);
+            let found = api.join().unwrap();
+            assert!(
+                token.is_cancelled() || noted,
+                "round {round}: the cancel was lost (found {found}, noted {noted})"
+            );
+        }
     }
 
     #[test]
