@@ -1,6 +1,7 @@
 //! WebSocket streams. All of them feed from the host's one [`crate::events::EventHub`]: a task's
-//! watchers share the task's channel and its rendered messages, the others share the host-wide
-//! channel; no watcher holds a connection to the store of its own. They run on their own runtime
+//! watchers share the task's channel, the others the host-wide channel, and every message is
+//! rendered once for all the streams that send it; no watcher holds a connection to the store of
+//! its own. They run on their own runtime
 //! ([`fanout_runtime`]) so that fanning an event out to thousands of watchers never queues the REST
 //! API behind it.
 //!
@@ -295,9 +296,13 @@ async fn events_stream_inner(
                     if tenant.scope().is_some_and(|t| t != task.tenant) || q.plugin.as_deref().is_some_and(|p| p != task.plugin) {
                         continue;
                     }
-                    let mut message = event_json(&event);
-                    message["plugin"] = json!(task.plugin);
-                    if !send_json(&mut socket, &message).await {
+                    // The same text for every stream that takes the event: rendered once.
+                    let text = event.tagged_text(|e| {
+                        let mut message = event_json(e);
+                        message["plugin"] = json!(task.plugin);
+                        message.to_string()
+                    });
+                    if !within_send_timeout(socket.send(Message::Text(text))).await {
                         break;
                     }
                 }
@@ -368,17 +373,21 @@ async fn queue_stream_inner(state: AppState, tenant: crate::tenant::Tenant, mut 
                     if event.event_type != kind::PROGRESS_UPDATE {
                         dirty = true;
                     }
-                    let message = json!({
-                        "type": "task_status",
-                        "task_id": event.task_id,
-                        "task_name": task.task_name,
-                        "plugin": task.plugin,
-                        "status": status,
-                        "progress": event.data.get("percent"),
-                        "message": event.data.get("message").or_else(|| event.data.pointer("/error/message")),
-                        "ts": rfc3339(event.ts),
+                    // The same text for every stream that takes the event: rendered once.
+                    let text = event.status_text(|e| {
+                        json!({
+                            "type": "task_status",
+                            "task_id": e.task_id,
+                            "task_name": task.task_name,
+                            "plugin": task.plugin,
+                            "status": status,
+                            "progress": e.data.get("percent"),
+                            "message": e.data.get("message").or_else(|| e.data.pointer("/error/message")),
+                            "ts": rfc3339(e.ts),
+                        })
+                        .to_string()
                     });
-                    if !send_json(&mut socket, &message).await {
+                    if !within_send_timeout(socket.send(Message::Text(text))).await {
                         break;
                     }
                 }

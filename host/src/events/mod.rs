@@ -143,17 +143,34 @@ pub const RESYNC_AFTER_QUIET: Duration = Duration::from_secs(2);
 /// How many stored events one read fetches.
 const HISTORY_PAGE: usize = 500;
 
-/// An event as fanned out to the followers of its task: shared by all of them, with its
-/// WebSocket text rendered by the first that sends it.
+/// An event as fanned out in the host: one value shared by every stream that takes it (the
+/// followers of its task and the host-wide subscribers), with each of its WebSocket texts rendered
+/// by the first stream that sends it.
 #[derive(Debug)]
 pub struct LiveEvent {
     event: Arc<Event>,
+    /// As `/ws/tasks` sends it.
     wire: OnceLock<Utf8Bytes>,
+    /// As `/ws/events` sends it (with the task's plugin).
+    tagged: OnceLock<Utf8Bytes>,
+    /// As `/ws/queue` sends it (a `task_status`).
+    status: OnceLock<Utf8Bytes>,
 }
 
 impl LiveEvent {
     fn new(event: Arc<Event>) -> Self {
-        LiveEvent { event, wire: OnceLock::new() }
+        LiveEvent { event, wire: OnceLock::new(), tagged: OnceLock::new(), status: OnceLock::new() }
+    }
+
+    /// The event as `/ws/events` sends it: `render` runs once, as for [`LiveEvent::wire_text`].
+    /// What it renders may depend only on the event and its task, the same for every stream.
+    pub fn tagged_text(&self, render: impl FnOnce(&Event) -> String) -> Utf8Bytes {
+        self.tagged.get_or_init(|| Utf8Bytes::from(render(&self.event))).clone()
+    }
+
+    /// The event as `/ws/queue` sends it: `render` runs once, as for [`LiveEvent::wire_text`].
+    pub fn status_text(&self, render: impl FnOnce(&Event) -> String) -> Utf8Bytes {
+        self.status.get_or_init(|| Utf8Bytes::from(render(&self.event))).clone()
     }
 
     /// The event.
@@ -187,7 +204,7 @@ pub struct EventHub {
 
 struct HubShared {
     broker: Arc<dyn Broker>,
-    all: broadcast::Sender<Arc<Event>>,
+    all: broadcast::Sender<Arc<LiveEvent>>,
     /// The channels of followed tasks. An entry lives as long as a follower holds its channel.
     tasks: Mutex<HashMap<String, Weak<TaskChannel>>>,
     queue_stats: queue_stats::QueueStatsCache,
@@ -270,11 +287,12 @@ impl EventHub {
     }
 
     /// Publishes stored events of one task, in order: one message on the task's channel (if it is
-    /// followed), one per event on the host-wide channel.
+    /// followed), one per event on the host-wide channel, sharing each event's rendered texts.
     fn publish_batch(&self, task_id: &str, events: Vec<Arc<Event>>) {
         self.note_count_changes(events.iter().map(|e| e.as_ref()));
+        let events: Vec<Arc<LiveEvent>> = events.into_iter().map(|e| Arc::new(LiveEvent::new(e))).collect();
         if let Some(channel) = self.channel_if_followed(task_id) {
-            channel.publish(events.iter().cloned().map(|e| Arc::new(LiveEvent::new(e))).collect());
+            channel.publish(events.clone());
         }
         for event in events {
             // No receivers is normal: nobody is watching.
@@ -295,7 +313,7 @@ impl EventHub {
     }
 
     /// A subscription to every event published on this host from now on, of every task.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.shared.all.subscribe()
     }
 
@@ -614,6 +632,32 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &same), "the followers share the published event");
         assert_eq!(same.wire_text(render), text);
         assert_eq!(renders.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn every_stream_shares_one_published_event_and_each_of_its_texts_is_rendered_once() {
+        let (hub, _broker, _dir) = hub_with_task().await;
+        let mut follower = hub.follow("t1", 0);
+        sync(&mut follower).await;
+        let (mut dashboard, mut other) = (hub.subscribe(), hub.subscribe());
+        hub.append("t1", events(&["log"])).await.unwrap();
+        let followed = next(&mut follower).await.unwrap();
+        let (a, b) = (dashboard.recv().await.unwrap(), other.recv().await.unwrap());
+        assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &followed), "one value for every stream");
+        let renders = std::sync::atomic::AtomicUsize::new(0);
+        let render = |tag: &'static str| {
+            let renders = &renders;
+            move |e: &Event| {
+                renders.fetch_add(1, Ordering::Relaxed);
+                format!("{tag} {}", e.seq)
+            }
+        };
+        assert_eq!(a.tagged_text(render("tagged")).as_str(), "tagged 1");
+        assert_eq!(b.tagged_text(render("again")).as_str(), "tagged 1");
+        assert_eq!(a.status_text(render("status")).as_str(), "status 1");
+        assert_eq!(b.status_text(render("again")).as_str(), "status 1");
+        assert_eq!(followed.wire_text(render("wire")).as_str(), "wire 1");
+        assert_eq!(renders.load(Ordering::Relaxed), 3, "one render per kind of text");
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, OutgoingTask, Signature, State};
 use super::{DEFAULT_CELERY_QUEUE, Shared, TaskInfo, control, ms};
-use crate::events::{Event, kind};
+use crate::events::{LiveEvent, kind};
 use crate::queue::{Millis, TaskRecord, TaskStatus, now_ms};
 
 /// Writes a result the way Celery's Redis backend does, atomically. KEYS: result key, in-flight
@@ -249,7 +249,7 @@ fn relevant(event_type: &str) -> bool {
 /// Follows `events` and writes Celery results until `stop`; then handles what is already waiting.
 pub async fn write_results(
     shared: Arc<Shared>,
-    mut events: broadcast::Receiver<Arc<Event>>,
+    mut events: broadcast::Receiver<Arc<LiveEvent>>,
     stop: CancellationToken,
 ) {
     let mut writer = Writer::default();
@@ -298,7 +298,7 @@ pub async fn write_results(
 
 impl Writer {
     /// Looks up the Celery records of ids not seen before.
-    async fn learn(&mut self, shared: &Shared, batch: &[Arc<Event>]) -> redis::RedisResult<()> {
+    async fn learn(&mut self, shared: &Shared, batch: &[Arc<LiveEvent>]) -> redis::RedisResult<()> {
         let mut unknown: Vec<&str> =
             batch.iter().map(|e| e.task_id.as_str()).filter(|id| !self.known.contains_key(*id)).collect();
         unknown.sort_unstable();
@@ -330,7 +330,7 @@ impl Writer {
         Ok(())
     }
 
-    async fn handle(&mut self, shared: &Shared, batch: Vec<Arc<Event>>) -> redis::RedisResult<()> {
+    async fn handle(&mut self, shared: &Shared, batch: Vec<Arc<LiveEvent>>) -> redis::RedisResult<()> {
         self.learn(shared, &batch).await?;
         let now = now_ms();
         let interval = shared.config.settings.progress_interval;
