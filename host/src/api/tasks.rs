@@ -598,11 +598,13 @@ pub struct WorkerView {
 
 /// Hosts that sent a heartbeat recently, with whether each is online.
 pub async fn worker_views(state: &AppState) -> Result<Vec<WorkerView>, ApiError> {
+    Ok(views_of(state, state.broker.hosts().await?))
+}
+
+/// The views of `hosts`, online or not as of now.
+pub fn views_of(state: &AppState, hosts: Vec<crate::queue::HostInfo>) -> Vec<WorkerView> {
     let now = now_ms();
-    Ok(state
-        .broker
-        .hosts()
-        .await?
+    hosts
         .into_iter()
         .map(|host| {
             let age = Duration::from_millis(now.saturating_sub(host.last_seen).max(0) as u64);
@@ -613,7 +615,7 @@ pub async fn worker_views(state: &AppState) -> Result<Vec<WorkerView>, ApiError>
                 host,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// `GET /api/v1/workers`.

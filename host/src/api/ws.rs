@@ -405,8 +405,13 @@ async fn queue_stream_inner(state: AppState, tenant: crate::tenant::Tenant, mut 
 
 async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Option<Value> {
     let stats = state.hub.queue_stats(tenant.scope()).await.ok()?;
-    let workers_online =
-        super::tasks::worker_views(state).await.map(|w| w.iter().filter(|w| w.online).count()).unwrap_or(0);
+    // From the hub's list of hosts, shared by every stream: at most a second old.
+    let workers_online = match state.hub.hosts().await {
+        Ok(hosts) => {
+            super::tasks::views_of(state, hosts.as_ref().clone()).iter().filter(|w| w.online).count()
+        }
+        Err(_) => 0,
+    };
     let sum = |f: fn(&crate::queue::QueueStats) -> u64| stats.iter().map(f).sum::<u64>();
     let (pending, running, scheduled, dead) =
         (sum(|q| q.pending), sum(|q| q.running), sum(|q| q.scheduled), sum(|q| q.dead));

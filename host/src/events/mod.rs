@@ -35,7 +35,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::queue::{Broker, BrokerError, Millis, now_ms};
+use crate::queue::{Broker, BrokerError, HostInfo, Millis, now_ms};
 
 mod queue_stats;
 pub use queue_stats::{MAX_AGE as QUEUE_STATS_MAX_AGE, changes_counts};
@@ -210,7 +210,13 @@ struct HubShared {
     queue_stats: queue_stats::QueueStatsCache,
     /// Who each task belongs to, read once per task for every stream that asks.
     meta: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<TaskMeta>>>>>,
+    /// The hosts as last read, and when that read started.
+    hosts: tokio::sync::Mutex<Option<(Instant, Arc<Vec<HostInfo>>)>>,
 }
+
+/// Oldest list of hosts [`EventHub::hosts`] serves. Hosts heartbeat every few seconds, so a list
+/// this old tells the same hosts online.
+pub const HOSTS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// What a host-wide stream (`/ws/events`, `/ws/queue`) needs to know of a task to filter and
 /// label its events. It never changes, so the hub reads it from the store once per task, for all
@@ -242,7 +248,26 @@ impl EventHub {
         let (all, _) = broadcast::channel(FANOUT_CAPACITY);
         let tasks = Mutex::new(HashMap::new());
         let meta = Mutex::new(HashMap::new());
-        EventHub { shared: Arc::new(HubShared { broker, all, tasks, queue_stats: Default::default(), meta }) }
+        let hosts = tokio::sync::Mutex::new(None);
+        EventHub {
+            shared: Arc::new(HubShared { broker, all, tasks, queue_stats: Default::default(), meta, hosts }),
+        }
+    }
+
+    /// The hosts the store lists, read at most once per [`HOSTS_MAX_AGE`] for every caller: each
+    /// `/ws/queue` stream counts the hosts online whenever the queue changes, all at the same
+    /// moment, and one read serves them all. Concurrent callers wait for the one read.
+    pub async fn hosts(&self) -> Result<Arc<Vec<HostInfo>>, BrokerError> {
+        let mut last = self.shared.hosts.lock().await;
+        if let Some((taken_at, hosts)) = last.as_ref()
+            && taken_at.elapsed() < HOSTS_MAX_AGE
+        {
+            return Ok(hosts.clone());
+        }
+        let taken_at = Instant::now();
+        let hosts = Arc::new(self.shared.broker.hosts().await?);
+        *last = Some((taken_at, hosts.clone()));
+        Ok(hosts)
     }
 
     /// Who `task_id` belongs to (`None` for a task the store does not know): read from the store

@@ -424,7 +424,7 @@ pub struct TenantPolicy {
 }
 
 /// Why a broker call failed. These are infrastructure failures; a task that fails is not one.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// The storage is unreachable or refused the operation.
     #[error("broker storage error: {0}")]
