@@ -258,9 +258,13 @@ impl EventHub {
     /// `/ws/queue` stream counts the hosts online whenever the queue changes, all at the same
     /// moment, and one read serves them all. Concurrent callers wait for the one read.
     pub async fn hosts(&self) -> Result<Arc<Vec<HostInfo>>, BrokerError> {
+        self.hosts_within(HOSTS_MAX_AGE).await
+    }
+
+    async fn hosts_within(&self, max_age: Duration) -> Result<Arc<Vec<HostInfo>>, BrokerError> {
         let mut last = self.shared.hosts.lock().await;
         if let Some((taken_at, hosts)) = last.as_ref()
-            && taken_at.elapsed() < HOSTS_MAX_AGE
+            && taken_at.elapsed() < max_age
         {
             return Ok(hosts.clone());
         }
@@ -723,6 +727,33 @@ mod tests {
         assert!(answers.iter().all(|a| a.as_ref() == Some(&expected)), "{answers:?}");
         assert_eq!(hub.shared.meta.lock().unwrap().len(), 1);
         assert_eq!(hub.task_meta("nobody").await, None);
+    }
+
+    #[tokio::test]
+    async fn the_hosts_are_read_once_for_every_caller_within_their_age() {
+        let (hub, broker, _dir) = hub_with_task().await;
+        let host = |id: &str| HostInfo {
+            id: id.into(),
+            hostname: "h".into(),
+            slots: 2,
+            running: 0,
+            queues: vec!["default".into()],
+            plugins: vec![],
+            version: "test".into(),
+            started_at: now_ms(),
+            last_seen: now_ms(),
+        };
+        broker.heartbeat(&host("a"), Duration::from_secs(60)).await.unwrap();
+        let hour = Duration::from_secs(3600);
+        let asks: Vec<_> = (0..10).map(|_| hub.hosts_within(hour)).collect();
+        let lists = futures::future::join_all(asks).await.into_iter().map(Result::unwrap).collect::<Vec<_>>();
+        assert!(lists.iter().all(|l| Arc::ptr_eq(l, &lists[0])), "concurrent callers share one read");
+        assert_eq!(lists[0].iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["a"]);
+        // A host that appears is seen once the list is older than the age asked for, not before.
+        broker.heartbeat(&host("b"), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(hub.hosts_within(hour).await.unwrap().len(), 1);
+        assert_eq!(hub.hosts_within(Duration::ZERO).await.unwrap().len(), 2);
+        assert_eq!(hub.hosts().await.unwrap().len(), 2);
     }
 
     #[tokio::test]
