@@ -96,8 +96,30 @@ impl HostProcess {
     /// Runs `binary run --listen 127.0.0.1:0 ARGS...` with its log in `log_path` and waits until it
     /// prints its address. The child inherits this process's limits (open files above all).
     pub fn start(binary: &Path, args: &[String], log_path: &Path, log_level: &str) -> anyhow::Result<Self> {
+        Self::start_on(binary, args, log_path, log_level, None)
+    }
+
+    /// [`HostProcess::start`], the host's threads confined to `cpus` when given.
+    pub fn start_on(
+        binary: &Path,
+        args: &[String],
+        log_path: &Path,
+        log_level: &str,
+        cpus: Option<&[usize]>,
+    ) -> anyhow::Result<Self> {
         let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(cpus) = cpus {
+            let mask = cpu_mask(cpus)?;
+            // SAFETY: the closure runs in the child between fork and exec and makes one system
+            // call on memory it owns; it allocates nothing.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    set_affinity_mask(0, &mask)
+                });
+            }
+        }
+        let mut child = command
             .arg("run")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -282,6 +304,32 @@ unsafe extern "C" {
     fn setpriority(which: i32, who: u32, prio: i32) -> i32;
     fn getpriority(which: i32, who: u32) -> i32;
     fn gettid() -> i32;
+    fn sched_setaffinity(pid: i32, size: usize, mask: *const u8) -> i32;
+}
+
+/// A `cpu_set_t` (1,024 CPUs) with `cpus` set.
+fn cpu_mask(cpus: &[usize]) -> anyhow::Result<[u8; 128]> {
+    let mut mask = [0u8; 128];
+    for &cpu in cpus {
+        if cpu >= mask.len() * 8 {
+            bail!("CPU {cpu} is beyond the 1,024 a cpu_set_t holds");
+        }
+        mask[cpu / 8] |= 1 << (cpu % 8);
+    }
+    Ok(mask)
+}
+
+fn set_affinity_mask(pid: i32, mask: &[u8; 128]) -> std::io::Result<()> {
+    // SAFETY: `mask` is a valid 128-byte `cpu_set_t` for the duration of the call.
+    if unsafe { sched_setaffinity(pid, mask.len(), mask.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Confines the calling thread, and every thread it starts afterwards, to `cpus`.
+pub fn set_thread_affinity(cpus: &[usize]) -> anyhow::Result<()> {
+    set_affinity_mask(0, &cpu_mask(cpus)?).with_context(|| format!("sched_setaffinity to CPUs {cpus:?}"))
 }
 
 /// `PRIO_PROCESS`: with a thread id, Linux applies the nice value to that thread alone.

@@ -98,6 +98,11 @@ struct Args {
     /// machines. The probe thread stays at the generator's own priority.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     watcher_nice: i32,
+    /// Run the host on the lower half of the CPUs and the generator on the upper half (one core
+    /// each on a 2-core machine), as if the watchers were on another machine: the host then has
+    /// half the cores, and the watchers' CPU is not in its way.
+    #[arg(long)]
+    split_cores: bool,
     /// Write every (watcher, task, seq, latency ms) of the run watchers to this CSV file, the
     /// runs' events to `<file>.events` and the `/queues` and `/healthz` samples to `<file>.probe`.
     #[arg(long)]
@@ -209,13 +214,24 @@ async fn main() -> anyhow::Result<()> {
     } else {
         args.stagger_ms.unwrap_or(sample_interval_ms.round() as u64)
     });
+    // With --split-cores, this thread (and so every thread the generator starts from now on) keeps
+    // to the upper half of the CPUs, the host to the lower half.
+    // (`nproc` counts the CPUs this thread may use: read it before.)
+    let cpus = nproc();
+    let split =
+        args.split_cores.then(|| ((0..cpus / 2).collect::<Vec<_>>(), (cpus / 2..cpus).collect::<Vec<_>>()));
+    if let Some((_, generator)) = &split {
+        if cpus < 2 {
+            bail!("--split-cores needs at least 2 CPUs");
+        }
+        taskhost_bench::set_thread_affinity(generator)?;
+    }
+    let generator_cpus = split.as_ref().map_or(cpus, |(_, generator)| generator.len());
     let load_before = load_average();
     let started = Instant::now();
     println!(
         "ws_load: {watchers} watchers ({run_watchers} on {runs} runs, {} on /ws/queue, {} on /ws/events), nproc {}, load average {load_before}, open files limit {soft}/{hard}",
-        args.queue_watchers,
-        args.events_watchers,
-        nproc()
+        args.queue_watchers, args.events_watchers, cpus
     );
 
     let dir = tempfile::tempdir()?;
@@ -239,7 +255,14 @@ async fn main() -> anyhow::Result<()> {
     .map(|s| (*s).to_owned())
     .collect();
     host_args.extend(args.host_arg.iter().cloned());
-    let host = HostProcess::start(&host_bin, &host_args, &dir.path().join("host.log"), &args.host_log)?;
+    let host_cpus = split.as_ref().map(|(host, _)| host.as_slice());
+    let host = HostProcess::start_on(
+        &host_bin,
+        &host_args,
+        &dir.path().join("host.log"),
+        &args.host_log,
+        host_cpus,
+    )?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     host.wait_ready(&http).await?;
     let pid = host.pid();
@@ -248,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     // The watchers' own runtime, on threads that may run at a lower priority than the probe's.
     let watcher_nice = args.watcher_nice;
     let watcher_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(nproc())
+        .worker_threads(generator_cpus)
         .thread_name("watchers")
         .enable_all()
         .on_thread_start(move || {
@@ -648,14 +671,17 @@ async fn main() -> anyhow::Result<()> {
         ms(busy_health.max)
     );
     println!(
-        "| load average: start / stream start / end | {load_before} / {load_stream_start} / {load_after} (nproc {}) | |",
-        nproc()
+        "| load average: start / stream start / end | {load_before} / {load_stream_start} / {load_after} (nproc {cpus}) | |"
     );
     println!("| total wall time | {:.0} s | |", started.elapsed().as_secs_f64());
+    let placement = match &split {
+        Some((host, generator)) => format!("the host on CPUs {host:?}, the generator on CPUs {generator:?}"),
+        None => format!("both on all {cpus} CPUs"),
+    };
     println!();
     println!(
         "Method: one `host run --concurrency {slots} {}` (embedded broker, `TASKHOST_LOG={}`), the generator on the \
-         same machine (its watchers on a tokio runtime of {} worker threads at nice {watcher_nice}). {slots} `hostile` \
+         same machine ({placement}; its watchers on a tokio runtime of {} worker threads at nice {watcher_nice}). {slots} `hostile` \
          sleepers hold the slots while {watchers} watchers open their streams ({} at a time): {run_watchers} \
          `/ws/tasks/{{id}}` spread evenly over {runs} queued `cvd` runs, {} `/ws/queue`, {} `/ws/events`; memory per \
          idle watcher = (VmRSS after {} s settle − VmRSS before) / watchers. The sleepers are cancelled one after \
@@ -666,7 +692,7 @@ async fn main() -> anyhow::Result<()> {
          `GET /healthz`, from a thread and runtime of their own at the generator's priority.",
         args.host_arg.join(" "),
         args.host_log,
-        nproc(),
+        generator_cpus,
         args.connect_parallelism,
         args.queue_watchers,
         args.events_watchers,
