@@ -228,8 +228,25 @@ async function cancelScenario(page) {
   await page.waitForSelector(`${row} .elapsed[data-since]`, { timeout: WAIT_MS });
   await screenshot(page, 'long-running');
   const clicked = Date.now();
+  // The page's request and the host's answer, so that a failure says which side lost the cancel.
+  const answered = page.waitForResponse(
+    (r) => r.request().method() === 'POST' && r.url().endsWith(`/tasks/${encodeURIComponent(id)}/cancel`),
+    { timeout: WAIT_MS },
+  ).catch(() => null);
   await page.click(`${row} button[data-action="cancel"]`);
-  await page.waitForSelector(`#recent-body tr[data-task-id=${css(id)}][data-status="cancelled"]`, { timeout: WAIT_MS });
+  const response = await answered;
+  if (!response) throw new Error(`clicking Cancel sent no cancel request within ${WAIT_MS} ms`);
+  const reply = await response.text();
+  if (!response.ok()) throw new Error(`the host refused the cancel: HTTP ${response.status()} ${reply}`);
+  try {
+    await page.waitForSelector(`#recent-body tr[data-task-id=${css(id)}][data-status="cancelled"]`, { timeout: WAIT_MS });
+  } catch (error) {
+    const events = await rest(`/tasks/${encodeURIComponent(id)}/events`);
+    const list = events.events || [];
+    const kinds = list.map((e) => e.event_type).join(', ');
+    const last = JSON.stringify(list.at(-1)?.data?.error ?? null);
+    throw new Error(`the cancel was answered ${reply} ${Date.now() - clicked} ms before, yet the task did not end cancelled; its events: ${kinds} (last error ${last}); ${error.message}`);
+  }
   const took = Date.now() - clicked;
   await page.waitForSelector(row, { state: 'detached', timeout: WAIT_MS });
   const stored = await rest(`/tasks/${encodeURIComponent(id)}`);

@@ -112,6 +112,26 @@ struct Args {
     host_log: String,
 }
 
+/// A runtime shut down in the background when dropped (a plain `Runtime` dropped within an async
+/// context panics).
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for BackgroundRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// What a watcher watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Watching {
@@ -270,18 +290,22 @@ async fn main() -> anyhow::Result<()> {
 
     // The watchers' own runtime, on threads that may run at a lower priority than the probe's.
     let watcher_nice = args.watcher_nice;
-    let watcher_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(generator_cpus)
-        .thread_name("watchers")
-        .enable_all()
-        .on_thread_start(move || {
-            if watcher_nice != 0
-                && let Err(e) = taskhost_bench::set_thread_nice(watcher_nice)
-            {
-                eprintln!("cannot lower the watcher threads' priority: {e}");
-            }
-        })
-        .build()?;
+    // Shut down without blocking however `main` returns: a runtime dropped inside this async
+    // context would panic and hide the error that ended the run.
+    let watcher_runtime = BackgroundRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(generator_cpus)
+            .thread_name("watchers")
+            .enable_all()
+            .on_thread_start(move || {
+                if watcher_nice != 0
+                    && let Err(e) = taskhost_bench::set_thread_nice(watcher_nice)
+                {
+                    eprintln!("cannot lower the watcher threads' priority: {e}");
+                }
+            })
+            .build()?,
+    ));
 
     // GET /queues on a quiet host, for comparison.
     let (quiet_queues, quiet_health) =
@@ -712,7 +736,7 @@ async fn main() -> anyhow::Result<()> {
         println!("A streaming run did not succeed: {line}");
     }
     drop(host);
-    watcher_runtime.shutdown_background();
+    drop(watcher_runtime);
     Ok(())
 }
 
