@@ -1,9 +1,8 @@
 //! WebSocket streams. All of them feed from the host's one [`crate::events::EventHub`]: a task's
 //! watchers share the task's channel, the others the host-wide channel, and every message is
 //! rendered once for all the streams that send it; no watcher holds a connection to the store of
-//! its own. They run on their own runtime
-//! ([`fanout_runtime`]) so that fanning an event out to thousands of watchers never queues the REST
-//! API behind it.
+//! its own. They run on their own runtime ([`fanout_runtime`]) so that fanning an event out to
+//! thousands of watchers never queues the REST API behind it.
 //!
 //! - `WS /ws/tasks/{id}?since=SEQ`: a task's history, then its live events, joined by sequence id,
 //!   closed after the terminal event. Messages: `{"type":"event","task_id","seq","event_type",

@@ -608,8 +608,14 @@ fn decide(
     }
 }
 
+/// After a renewal that failed (the store unreachable for a moment), the wait before the next
+/// try, instead of a whole renewal interval: the lease must not lapse, and a cancel may be waiting
+/// to be learnt.
+const RENEW_RETRY: Duration = Duration::from_millis(500);
+
 /// Renews the lease until aborted. Cancels the run when a client asked for it (possibly on
-/// another host) or when the lease was lost.
+/// another host) or when the lease was lost. A renewal that fails is tried again after
+/// [`RENEW_RETRY`].
 async fn renew_lease(
     broker: Arc<dyn Broker>,
     lease: Arc<Lease>,
@@ -632,7 +638,11 @@ async fn renew_lease(
                 cancel.cancel();
                 return;
             }
-            Err(error) => tracing::warn!(task = %lease.task.id, %error, "lease renewal failed; will retry"),
+            Err(error) => {
+                tracing::warn!(task = %lease.task.id, %error, "lease renewal failed; will retry");
+                tokio::time::sleep(RENEW_RETRY.min(renewal_interval)).await;
+                check_now = true;
+            }
         }
     }
 }
@@ -728,6 +738,155 @@ async fn stale_watchdog(running: Arc<RunningTasks>, hub: EventHub, threshold: Du
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
+    use crate::queue::{
+        BrokerError, CancelResult, FileInfo, NewTask, QueueStats, Submitted, TaskFilter, TaskRecord,
+        embedded::EmbeddedBroker,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store whose lease renewals fail a given number of times, then work; everything else is
+    /// the embedded broker's.
+    struct FailingRenewals {
+        inner: EmbeddedBroker,
+        failures_left: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Broker for FailingRenewals {
+        fn backend_name(&self) -> &'static str {
+            "failing-renewals"
+        }
+        async fn submit(&self, task: NewTask) -> Result<Submitted, BrokerError> {
+            self.inner.submit(task).await
+        }
+        async fn lease(
+            &self,
+            worker: &str,
+            queues: &[String],
+            lease_for: Duration,
+        ) -> Result<Option<Lease>, BrokerError> {
+            self.inner.lease(worker, queues, lease_for).await
+        }
+        async fn wait_for_work(&self, queues: &[String], timeout: Duration) {
+            self.inner.wait_for_work(queues, timeout).await
+        }
+        async fn renew(&self, lease: &Lease, lease_for: Duration) -> Result<LeaseState, BrokerError> {
+            if self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(BrokerError::Storage("store unreachable (test)".into()));
+            }
+            self.inner.renew(lease, lease_for).await
+        }
+        async fn release(&self, lease: &Lease) -> Result<(), BrokerError> {
+            self.inner.release(lease).await
+        }
+        async fn finish(
+            &self,
+            lease: &Lease,
+            finish: Finish,
+            event: NewEvent,
+        ) -> Result<Option<Event>, BrokerError> {
+            self.inner.finish(lease, finish, event).await
+        }
+        async fn set_progress(&self, lease: &Lease, percent: f32, message: &str) -> Result<(), BrokerError> {
+            self.inner.set_progress(lease, percent, message).await
+        }
+        async fn cancel(
+            &self,
+            tenant: Option<&str>,
+            id: &str,
+        ) -> Result<(CancelResult, Option<Event>), BrokerError> {
+            self.inner.cancel(tenant, id).await
+        }
+        async fn retry_dead(&self, tenant: Option<&str>, id: &str) -> Result<TaskRecord, BrokerError> {
+            self.inner.retry_dead(tenant, id).await
+        }
+        async fn get(&self, tenant: Option<&str>, id: &str) -> Result<Option<TaskRecord>, BrokerError> {
+            self.inner.get(tenant, id).await
+        }
+        async fn list(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, BrokerError> {
+            self.inner.list(filter).await
+        }
+        async fn queue_stats(&self, tenant: Option<&str>) -> Result<Vec<QueueStats>, BrokerError> {
+            self.inner.queue_stats(tenant).await
+        }
+        async fn append_events(
+            &self,
+            task_id: &str,
+            events: Vec<NewEvent>,
+        ) -> Result<Vec<Event>, BrokerError> {
+            self.inner.append_events(task_id, events).await
+        }
+        async fn events_since(
+            &self,
+            task_id: &str,
+            since: u64,
+            limit: usize,
+        ) -> Result<Vec<Event>, BrokerError> {
+            self.inner.events_since(task_id, since, limit).await
+        }
+        async fn ping(&self) -> Result<(), BrokerError> {
+            self.inner.ping().await
+        }
+        async fn put_file(
+            &self,
+            tenant: &str,
+            name: &str,
+            content: Vec<u8>,
+        ) -> Result<FileInfo, BrokerError> {
+            self.inner.put_file(tenant, name, content).await
+        }
+        async fn get_file(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, BrokerError> {
+            self.inner.get_file(tenant, name).await
+        }
+        async fn delete_file(&self, tenant: &str, name: &str) -> Result<bool, BrokerError> {
+            self.inner.delete_file(tenant, name).await
+        }
+        async fn list_files(&self, tenant: &str) -> Result<Vec<FileInfo>, BrokerError> {
+            self.inner.list_files(tenant).await
+        }
+        async fn heartbeat(&self, host: &HostInfo, forget_after: Duration) -> Result<(), BrokerError> {
+            self.inner.heartbeat(host, forget_after).await
+        }
+        async fn hosts(&self) -> Result<Vec<HostInfo>, BrokerError> {
+            self.inner.hosts().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_check_that_meets_a_failing_store_is_tried_again_soon_not_an_interval_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(FailingRenewals {
+            inner: EmbeddedBroker::open(dir.path()).unwrap(),
+            failures_left: AtomicUsize::new(2),
+        });
+        broker.submit(crate::queue::test_task("t1")).await.unwrap();
+        let lease =
+            broker.lease("w1", &["default".to_owned()], Duration::from_secs(30)).await.unwrap().unwrap();
+        let (requested, _) = broker.cancel(None, "t1").await.unwrap();
+        assert_eq!(requested, CancelResult::Requested);
+        // The slot found a cancel noted while it started the task: it asks the store at once. The
+        // first two asks fail; with an hour between renewals, only a prompt retry can learn it.
+        let (cancel, lost) = (CancellationToken::new(), CancellationToken::new());
+        let renewer = tokio::spawn(renew_lease(
+            broker.clone(),
+            Arc::new(lease),
+            (Duration::from_secs(3600), Duration::from_secs(30)),
+            cancel.clone(),
+            lost.clone(),
+            true,
+        ));
+        tokio::time::timeout(Duration::from_secs(20), cancel.cancelled())
+            .await
+            .expect("the requested cancel was never learnt");
+        assert_eq!(broker.failures_left.load(Ordering::SeqCst), 0, "both failures were met");
+        assert!(!lost.is_cancelled(), "the lease is still held");
+        renewer.abort();
+    }
 
     #[test]
     fn a_cancel_for_a_task_not_yet_running_here_is_remembered_once() {
