@@ -410,6 +410,14 @@ mod tests {
     }
 
     #[test]
+    fn a_cpu_mask_sets_the_bits_of_its_cpus_and_refuses_those_beyond_a_cpu_set() {
+        let mask = super::cpu_mask(&[0, 9, 1023]).unwrap();
+        assert_eq!((mask[0], mask[1], mask[127]), (0b1, 0b10, 0b1000_0000));
+        assert_eq!(mask.iter().map(|b| b.count_ones()).sum::<u32>(), 3);
+        assert!(super::cpu_mask(&[1024]).is_err());
+    }
+
+    #[test]
     fn a_thread_lowers_its_own_priority_only() {
         let before = super::thread_nice();
         let lowered = std::thread::spawn(move || {
