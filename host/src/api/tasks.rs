@@ -598,16 +598,14 @@ pub struct WorkerView {
 
 /// Hosts that sent a heartbeat recently, with whether each is online.
 pub async fn worker_views(state: &AppState) -> Result<Vec<WorkerView>, ApiError> {
-    Ok(views_of(state, state.broker.hosts().await?))
-}
-
-/// The views of `hosts`, online or not as of now.
-pub fn views_of(state: &AppState, hosts: Vec<crate::queue::HostInfo>) -> Vec<WorkerView> {
     let now = now_ms();
-    hosts
+    Ok(state
+        .broker
+        .hosts()
+        .await?
         .into_iter()
         .map(|host| {
-            let age = Duration::from_millis(now.saturating_sub(host.last_seen).max(0) as u64);
+            let age = heartbeat_age(&host, now);
             WorkerView {
                 online: age <= state.host_offline_after,
                 load: f64::from(host.running) / f64::from(host.slots.max(1)),
@@ -615,7 +613,17 @@ pub fn views_of(state: &AppState, hosts: Vec<crate::queue::HostInfo>) -> Vec<Wor
                 host,
             }
         })
-        .collect()
+        .collect())
+}
+
+/// How long before `now` the host's last heartbeat came.
+fn heartbeat_age(host: &crate::queue::HostInfo, now: crate::queue::Millis) -> Duration {
+    Duration::from_millis(now.saturating_sub(host.last_seen).max(0) as u64)
+}
+
+/// True when `host` sent a heartbeat within the host's offline threshold, as of `now`.
+pub fn is_online(state: &AppState, host: &crate::queue::HostInfo, now: crate::queue::Millis) -> bool {
+    heartbeat_age(host, now) <= state.host_offline_after
 }
 
 /// `GET /api/v1/workers`.

@@ -405,10 +405,9 @@ async fn queue_stream_inner(state: AppState, tenant: crate::tenant::Tenant, mut 
 async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Option<Value> {
     let stats = state.hub.queue_stats(tenant.scope()).await.ok()?;
     // From the hub's list of hosts, shared by every stream: at most a second old.
+    let now = crate::queue::now_ms();
     let workers_online = match state.hub.hosts().await {
-        Ok(hosts) => {
-            super::tasks::views_of(state, hosts.as_ref().clone()).iter().filter(|w| w.online).count()
-        }
+        Ok(hosts) => hosts.iter().filter(|host| super::tasks::is_online(state, host, now)).count(),
         Err(_) => 0,
     };
     let sum = |f: fn(&crate::queue::QueueStats) -> u64| stats.iter().map(f).sum::<u64>();

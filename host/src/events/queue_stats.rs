@@ -145,19 +145,14 @@ impl EventHub {
                 }
                 Ok(stats.as_ref().clone())
             }
-            None => self.shared_read(key, generation).await.map(|stats| stats.as_ref().clone()),
+            None => {
+                // Stale: one store read for every caller that needs the same one.
+                let read_key = key.clone();
+                let read = move |generation| self.read_queue_stats(read_key, generation);
+                let stats = cache.shared(key, generation, read).await?;
+                Ok(stats.as_ref().clone())
+            }
         }
-    }
-
-    /// The counts of `key` from a read of the store that sees every change up to `generation`.
-    async fn shared_read(
-        &self,
-        key: Option<String>,
-        generation: u64,
-    ) -> Result<Arc<Vec<QueueStats>>, BrokerError> {
-        let read_key = key.clone();
-        let read = move |generation| self.read_queue_stats(read_key, generation);
-        self.shared.queue_stats.shared(key, generation, read).await
     }
 
     /// Reads the counts from the store and keeps them as the snapshot of `key`, valid for the
