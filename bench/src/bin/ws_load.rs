@@ -860,7 +860,7 @@ fn probe_on_own_thread(
     dump: Option<std::path::PathBuf>,
 ) -> tokio::sync::oneshot::Receiver<anyhow::Result<(Summary, Summary)>> {
     let (done, result) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
+    let spawned = std::thread::Builder::new().name("probe".into()).spawn(move || {
         let probed =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Into::into).and_then(
                 |runtime| {
@@ -872,6 +872,10 @@ fn probe_on_own_thread(
             );
         let _ = done.send(probed);
     });
+    if let Err(error) = spawned {
+        // `done` went with the closure: the caller's receiver reports the probe as gone.
+        eprintln!("cannot start the probe thread: {error}");
+    }
     result
 }
 

@@ -203,13 +203,14 @@ pub fn set_fanout_nice(nice: i32) {
     FANOUT_NICE.store(nice.clamp(0, 19), Ordering::Relaxed);
 }
 
-/// The runtime every WebSocket stream runs on, apart from the one that serves REST, stores events
-/// and runs tasks. An event of a task with 10,000 watchers wakes 10,000 streams, each with a send
-/// to make: on one runtime, a REST request (or the wake-up of a store call) arriving meanwhile
-/// would wait behind all of them; on its own threads it is served in between, by the kernel's
-/// scheduler (sooner still with [`set_fanout_nice`]). Its sockets stay registered with the main
-/// runtime's I/O driver, which wakes them only when a client sends something or a full send
-/// buffer drains. Started on first use, with one worker thread per core.
+/// The runtime every WebSocket stream runs on, apart from the one that serves REST and the one
+/// that stores events and runs tasks. An event of a task with 10,000 watchers wakes 10,000
+/// streams, each with a send to make: on one runtime, a REST request (or the wake-up of a store
+/// call) arriving meanwhile would wait behind all of them; on its own threads it is served in
+/// between, by the kernel's scheduler (sooner still with [`set_fanout_nice`]). Its sockets stay
+/// registered with the I/O driver of the runtime that accepted them (the API's), which wakes them
+/// only when a client sends something or a full send buffer drains. Started on first use, with
+/// one worker thread per core.
 fn fanout_runtime() -> Option<&'static tokio::runtime::Handle> {
     static FANOUT: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
     FANOUT
@@ -217,7 +218,7 @@ fn fanout_runtime() -> Option<&'static tokio::runtime::Handle> {
             let threads = std::thread::available_parallelism().map_or(2, usize::from);
             build_fanout_runtime(threads, FANOUT_NICE.load(Ordering::Relaxed))
                 .inspect_err(|error| {
-                    tracing::error!(%error, "cannot start the WebSocket fan-out runtime; streams share the main one")
+                    tracing::error!(%error, "cannot start the WebSocket fan-out runtime; streams share the API's")
                 })
                 .ok()
         })

@@ -191,10 +191,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_file_bytes: args.max_file_bytes,
         cancel_subscription,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    // The API gets a runtime of its own (see `api_runtime`); its listener, and so every
+    // connection it accepts, is registered with that runtime's I/O driver.
+    let api_runtime = api_runtime().context("cannot start the API runtime")?;
+    let listener = std::net::TcpListener::bind(args.listen)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
+    let listener = {
+        let _api = api_runtime.handle.enter();
+        tokio::net::TcpListener::from_std(listener).context("cannot register the API listener")?
+    };
     let shutdown = CancellationToken::new();
     let celery = match (args.celery, &args.redis) {
         (true, Some(url)) => {
@@ -247,7 +254,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let server = {
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        api_runtime.handle.spawn(async move {
             // No Nagle delay: a WebSocket burst is written as it is ready, and a small second write
             // must not wait for the peer's delayed ACK (up to 40 ms on Linux).
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -270,8 +277,40 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         celery.stop().await;
     }
     let _ = server.await;
+    drop(api_runtime);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime that serves the REST API and accepts WebSocket upgrades, apart from the one that
+/// runs the tasks, stores their events and talks to the broker. A task's sandbox holds a worker
+/// thread for up to one fuel slice at a time, and a runtime's I/O driver is polled only between
+/// polls of its tasks: on a shared runtime, a request that arrived meanwhile waited for a slice
+/// to end before it was even read. Here its thread sleeps in `epoll` until a request comes, and
+/// the kernel wakes it at once. (WebSocket streams run on the fan-out runtime of
+/// [`crate::api`].) One worker thread per core, like the others.
+fn api_runtime() -> std::io::Result<ApiRuntime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, usize::from))
+        .thread_name("api")
+        .enable_all()
+        .build()
+        .map(|runtime| ApiRuntime { handle: runtime.handle().clone(), runtime: Some(runtime) })
+}
+
+/// The API's runtime, shut down without waiting when dropped: it is dropped inside the main
+/// runtime (at the end of `run`, or on an early error), where blocking is not allowed.
+struct ApiRuntime {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for ApiRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Connects to Redis, trying again with backoff while it cannot be reached (each failure is
