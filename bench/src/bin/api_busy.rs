@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
-use taskhost_bench::{HostProcess, Summary, load_average, ms, nproc, repo_root};
+use taskhost_bench::{HostProcess, StallMeter, Summary, load_average, ms, nproc, repo_root};
 
 #[derive(Parser, Debug)]
 #[command(about = "REST latency on a host whose slots all run CPU-bound WebAssembly")]
@@ -86,7 +86,9 @@ async fn main() -> anyhow::Result<()> {
     }
     wait_until_running(&http, &host.base, slots).await?;
     let load_before = load_average();
+    let stalls = StallMeter::start();
     let busy = probe(&http, &host.base, args.requests, interval).await?;
+    let stalls = stalls.finish();
     let load_after = load_average();
     // Every loop must still be running, or the second phase did not measure what it says.
     let still = running(&http, &host.base).await?;
@@ -106,6 +108,10 @@ async fn main() -> anyhow::Result<()> {
     for (path, i) in [("GET /healthz", 0), ("GET /api/v1/queues", 1)] {
         println!("| `{path}` | {} | {} |", row(&idle[i]), row(&busy[i]));
     }
+    println!(
+        "| a plain thread of this process: 1 ms sleeps late by (the floor any wake-up meets) | | {} |",
+        row(&stalls)
+    );
     println!(
         "\n{} requests per path and phase, one every {} ms, one keep-alive connection; load average {load_before} → {load_after}.",
         args.requests, args.interval_ms

@@ -36,7 +36,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use taskhost_bench::{
-    CpuMeter, HostProcess, Summary, load_average, ms, nproc, parse_rfc3339_ms, rss_kib, unix_ms,
+    CpuMeter, HostProcess, StallMeter, Summary, load_average, ms, nproc, parse_rfc3339_ms, rss_kib, unix_ms,
 };
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -308,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     // GET /queues on a quiet host, for comparison.
-    let (quiet_queues, quiet_health) =
+    let (quiet_queues, quiet_health, _) =
         probe_on_own_thread(host.base.clone(), 300, Duration::from_millis(5), Duration::ZERO, None).await??;
 
     // Sleepers hold every slot; the streaming runs wait behind them.
@@ -440,7 +440,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let stream_cores = stream_cpu.cores();
     let stream_cpu_secs = stream_cpu_started.elapsed().as_secs_f64();
-    let (busy_queues, busy_health) = probe.await??;
+    let (busy_queues, busy_health, busy_stalls) = probe.await??;
     let load_after = load_average();
 
     // Every run's end, and its events.
@@ -688,11 +688,17 @@ async fn main() -> anyhow::Result<()> {
         busy_queues.count
     );
     println!(
-        "| `GET /healthz` (no store), right after each, quiet / streaming p99 | {} / {} ms (max {} / {}) | |",
+        "| `GET /healthz` (no store), paired with each, quiet / streaming p99 | {} / {} ms (max {} / {}) | |",
         ms(quiet_health.p99),
         ms(busy_health.p99),
         ms(quiet_health.max),
         ms(busy_health.max)
+    );
+    println!(
+        "| a plain thread of the generator: 1 ms sleeps late by p50 / p99 / max while streaming (the floor any wake-up meets) | {} / {} / {} ms | |",
+        ms(busy_stalls.p50),
+        ms(busy_stalls.p99),
+        ms(busy_stalls.max)
     );
     println!(
         "| load average: start / stream start / end | {load_before} / {load_stream_start} / {load_after} (nproc {cpus}) | |"
@@ -712,8 +718,9 @@ async fn main() -> anyhow::Result<()> {
          another over {} ms, each run streams {:.0} simulated s at {speedup}x (one sample every \
          {report_interval_sec} simulated s); delivery latency = receipt time − the event's `ts` (whole ms, so up to \
          1 ms high), live events only. `GET /api/v1/queues`: {} requests one after another on one keep-alive \
-         connection, one every {:.0} ms, from 2 s after the first run was released, each followed by a \
-         `GET /healthz`, from a thread and runtime of their own at the generator's priority.",
+         connection, one every {:.0} ms, from 2 s after the first run was released, each paired with a \
+         `GET /healthz` (the two take turns going first), from a thread and runtime of their own at the \
+         generator's priority.",
         args.host_arg.join(" "),
         args.host_log,
         generator_cpus,
@@ -858,7 +865,7 @@ fn probe_on_own_thread(
     interval: Duration,
     delay: Duration,
     dump: Option<std::path::PathBuf>,
-) -> tokio::sync::oneshot::Receiver<anyhow::Result<(Summary, Summary)>> {
+) -> tokio::sync::oneshot::Receiver<anyhow::Result<(Summary, Summary, Summary)>> {
     let (done, result) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("probe".into()).spawn(move || {
         let probed =
@@ -880,14 +887,16 @@ fn probe_on_own_thread(
 }
 
 /// `requests` GETs of `/api/v1/queues`, one every `interval`, on one keep-alive connection, each
-/// followed by a `GET /healthz` (which touches no store): the first summary is `/queues`, the
-/// second `/healthz`.
+/// paired with a `GET /healthz` (which touches no store): the first summary is `/queues`, the
+/// second `/healthz`, the third how late a plain thread of the generator woke from 1 ms sleeps
+/// meanwhile (the floor any wake-up met on its cores).
 async fn probe_queues(
     base: &str,
     requests: usize,
     interval: Duration,
     dump: Option<std::path::PathBuf>,
-) -> anyhow::Result<(Summary, Summary)> {
+) -> anyhow::Result<(Summary, Summary, Summary)> {
+    let stalls = StallMeter::start();
     let started = Instant::now();
     let mut log = String::new();
     let client =
@@ -895,9 +904,15 @@ async fn probe_queues(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut queues, mut health) = (Vec::with_capacity(requests), Vec::with_capacity(requests));
-    for _ in 0..requests {
+    for i in 0..requests {
         tick.tick().await;
-        for (path, samples) in [("/api/v1/queues", &mut queues), ("/healthz", &mut health)] {
+        // The first request of a pair finds the host's API thread asleep after the pause, the
+        // second finds it awake: the two take turns going first.
+        let mut pair = [("/api/v1/queues", &mut queues), ("/healthz", &mut health)];
+        if i % 2 == 1 {
+            pair.reverse();
+        }
+        for (path, samples) in pair {
             let sent = Instant::now();
             let response = client.get(format!("{base}{path}")).send().await?;
             let ok = response.status().is_success();
@@ -916,7 +931,7 @@ async fn probe_queues(
     if let Some(dump) = dump {
         std::fs::write(dump, log)?;
     }
-    Ok((Summary::of(&mut queues), Summary::of(&mut health)))
+    Ok((Summary::of(&mut queues), Summary::of(&mut health), stalls.finish()))
 }
 
 async fn submit(http: &reqwest::Client, base: &str, body: Value) -> anyhow::Result<String> {
