@@ -22,6 +22,12 @@ twice.
     python bench/celery/bench.py --only taskhost --taskhost-concurrency 32 --phases backlog
     python bench/celery/bench.py --only celery --celery-concurrency 4 --celery-prefetch 16 --phases backlog
     python bench/celery/bench.py --workload cvd --n 200 --runs 3 [--cvd-step 0.1]
+    python bench/celery/bench.py --phases control [--control-rounds 10]
+
+The `control` phase (no-op workload only) times, on an idle worker, each `inspect` call (ping,
+active, reserved, stats, registered; `limit=1`, so a call returns with the worker's reply) and
+`revoke(terminate=True)` of a task computing for 60 s (`tests.hello`: the `hello` example under
+taskhost, its Python twin in noop_app.py under Celery), from the call to the REVOKED result.
 """
 
 import argparse
@@ -110,14 +116,21 @@ class Redis:
         self.proc.wait()
 
 
-def start_celery_worker(url, args, work):
-    """A real Celery worker: `-P POOL -c N`, and `--prefetch-multiplier` when given."""
+# The queue of the task that computes for a while (`tests.hello`), consumed in the control phase.
+SPIN_QUEUE = "celery_hello"
+
+
+def start_celery_worker(url, args, work, control=False):
+    """A real Celery worker: `-P POOL -c N`, and `--prefetch-multiplier` when given; with `control`,
+    it also serves `tests.hello` (noop_app's) on SPIN_QUEUE."""
     extra = []
     if args.celery_prefetch is not None:
         extra += ["--prefetch-multiplier", str(args.celery_prefetch)]
+    module = "noop_app" if control else work.celery_module
+    queues = f"{work.queue},{SPIN_QUEUE}" if control else work.queue
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", work.celery_module, "worker", "-P", args.celery_pool,
-         "-c", str(args.celery_concurrency or args.cores), *extra, "-Q", work.queue,
+        [sys.executable, "-m", "celery", "-A", module, "worker", "-P", args.celery_pool,
+         "-c", str(args.celery_concurrency or args.cores), *extra, "-Q", queues,
          "-n", f"bench-{os.getpid()}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat",
          "--loglevel", "WARNING"],
         cwd=HERE, env={**os.environ, "CELERY_BROKER_URL": url},
@@ -126,17 +139,30 @@ def start_celery_worker(url, args, work):
     return proc, f"bench-{os.getpid()}@"
 
 
-def start_taskhost(url, cores, host_binary, workdir, work):
-    plugins = os.path.join(workdir, "plugins", "bench")
+def install_plugin(workdir, folder, manifest, component):
+    """Copies a manifest and its component into `workdir/plugins/folder`; returns that folder."""
+    plugins = os.path.join(workdir, "plugins", folder)
     os.makedirs(plugins, exist_ok=True)
-    manifest = os.path.join(ROOT, work.plugin_manifest)
+    manifest = os.path.join(ROOT, manifest)
     shutil.copy(manifest, plugins)
     with open(manifest) as f:
         plugin_name = next(line.split('"')[1] for line in f if line.startswith("name = "))
-    shutil.copy(os.path.join(ROOT, work.plugin_component), os.path.join(plugins, f"{plugin_name}.wasm"))
+    shutil.copy(os.path.join(ROOT, component), os.path.join(plugins, f"{plugin_name}.wasm"))
+    return plugins
+
+
+def start_taskhost(url, cores, host_binary, workdir, work, control=False):
+    """One host on the Celery queue of `work`; with `control`, also `celery_hello` (the `hello`
+    example answering to `tests.hello`) on SPIN_QUEUE."""
+    plugins = [install_plugin(workdir, "bench", work.plugin_manifest, work.plugin_component)]
+    queues = [work.queue]
+    if control:
+        plugins.append(install_plugin(workdir, "hello", "tests/celery/plugins/celery_hello/plugin.toml",
+                                      "examples/hello/hello.wasm"))
+        queues.append(SPIN_QUEUE)
     proc = subprocess.Popen(
-        [host_binary, "run", "--plugins", plugins, "--redis", url.rsplit("/", 1)[0], "--celery",
-         "--celery-queues", work.queue, "--concurrency", str(cores), "--listen", "127.0.0.1:0",
+        [host_binary, "run", "--plugins", ",".join(plugins), "--redis", url.rsplit("/", 1)[0], "--celery",
+         "--celery-queues", ",".join(queues), "--concurrency", str(cores), "--listen", "127.0.0.1:0",
          "--data-dir", os.path.join(workdir, "data")],
         env={**os.environ, "TASKHOST_LOG": "warn"},
         stdout=open(os.path.join(workdir, "host.out"), "w"), stderr=subprocess.DEVNULL,
@@ -170,9 +196,10 @@ def stop(proc):
 
 
 class ResultWatcher:
-    """Stamps every SUCCESS published on celery-task-meta-*."""
+    """Stamps every result of `status` (SUCCESS by default) published on celery-task-meta-*."""
 
-    def __init__(self, client):
+    def __init__(self, client, status="SUCCESS"):
+        self.status = status
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.psubscribe("celery-task-meta-*")
         self.arrivals = {}
@@ -190,14 +217,14 @@ class ResultWatcher:
                 continue
             now = time.perf_counter()
             meta = json.loads(message["data"])
-            if meta.get("status") != "SUCCESS":
+            if meta.get("status") != self.status:
                 continue
             with self.lock:
                 if meta["task_id"] in self.arrivals:
                     self.duplicates += 1
                 else:
                     self.arrivals[meta["task_id"]] = now
-                    if len(self.results) < 3:
+                    if len(self.results) < 3 and "result" in meta:
                         self.results[meta["task_id"]] = meta["result"]
 
     def count(self):
@@ -244,7 +271,7 @@ return n
 """
 
 
-def backlog_run(app, client, n, label, work, meter=None, slowlog=False):
+def backlog_run(app, client, n, label, work, meter=None, slowlog=False, on_start=None):
     """N messages prepared on a list nobody reads, then moved onto the queue in one step: the
     consumer's own capacity, whatever the producer's speed. `meter()` gives (redis-server CPU s,
     consumer CPU s): their use from the move to the last result is this run's CPU per task, and
@@ -262,6 +289,8 @@ def backlog_run(app, client, n, label, work, meter=None, slowlog=False):
     before = meter() if meter else None
     t0 = time.perf_counter()
     client.eval(MOVE_ALL, 2, staging, work.queue)
+    if on_start:
+        on_start()
     wait_for(lambda: watcher.count() >= n, 600, f"{n} results ({label}, backlog)")
     after = meter() if meter else None
     stats = redis_stats(client, n)
@@ -292,14 +321,73 @@ def one_by_one(app, client, n, work):
     return {"n": n, "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99)]}
 
 
+INSPECT_CALLS = ("ping", "active", "reserved", "stats", "registered")
+
+
+def control_phase(app, client, rounds, work, n):
+    """Remote control, timed from the producer's side, on an idle worker:
+    - each `inspect` call with `limit=1` (so the call returns with the worker's reply instead of
+      waiting out its timeout), `rounds` times;
+    - `revoke(terminate=True)` of a task that computes for 60 s, `rounds` times: from the call to
+      the REVOKED state published on `celery-task-meta-<id>` (when a waiting `get()` raises);
+    then on a busy one: `inspect active` one call after another while a backlog of `n` no-op
+    tasks drains."""
+    timings = {name: [] for name in INSPECT_CALLS}
+    for _ in range(rounds):
+        for name in INSPECT_CALLS:
+            started = time.perf_counter()
+            reply = getattr(app.control.inspect(timeout=10, limit=1), name)()
+            elapsed = (time.perf_counter() - started) * 1000
+            if not reply:
+                raise RuntimeError(f"inspect {name}: no reply within 10 s")
+            timings[name].append(elapsed)
+    revokes = []
+    for _ in range(rounds):
+        watcher = ResultWatcher(client, status="REVOKED")
+        result = app.send_task("tests.hello", args=["Long", 60_000], queue=SPIN_QUEUE)
+        wait_for(lambda: any(t["id"] == result.id for tasks in (app.control.inspect(timeout=1, limit=1).active()
+                                                                 or {}).values() for t in tasks),
+                 60, "the long task to be active")
+        started = time.perf_counter()
+        result.revoke(terminate=True)
+        wait_for(lambda: result.id in watcher.arrivals, 60, "REVOKED")
+        revokes.append((watcher.arrivals[result.id] - started) * 1000)
+        watcher.close()
+    busy = []
+    draining = threading.Event()
+
+    def inspect_while_draining():
+        draining.wait()
+        while draining.is_set():
+            started = time.perf_counter()
+            reply = app.control.inspect(timeout=10, limit=1).active()
+            if reply and draining.is_set():
+                busy.append((time.perf_counter() - started) * 1000)
+
+    prober = threading.Thread(target=inspect_while_draining, daemon=True)
+    prober.start()
+    backlog_run(app, client, n, "control, busy", work, on_start=draining.set)
+    draining.clear()
+    prober.join()
+    summary = {name: {"median_ms": statistics.median(v), "max_ms": max(v)} for name, v in timings.items()}
+    summary["revoke_terminate"] = {"median_ms": statistics.median(revokes), "max_ms": max(revokes)}
+    if busy:
+        summary["active_while_draining"] = {"median_ms": statistics.median(busy), "max_ms": max(busy),
+                                            "calls": len(busy)}
+    return summary
+
+
 def bench(system, args, work):
     workdir = tempfile.mkdtemp(prefix=f"celery-bench-{system}-")
     server = Redis(workdir)
     try:
+        phases = args.phases.split(",")
+        control = "control" in phases
         if system == "celery":
-            proc, node = start_celery_worker(server.url, args, work)
+            proc, node = start_celery_worker(server.url, args, work, control)
         else:
-            proc, node = start_taskhost(server.url, args.taskhost_concurrency or args.cores, args.host, workdir, work)
+            proc, node = start_taskhost(server.url, args.taskhost_concurrency or args.cores, args.host, workdir, work,
+                                        control)
         app = Celery("producer", broker=server.url, backend=server.url)
         app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
         wait_for(lambda: any(k.startswith(node) for k in (app.control.inspect(timeout=0.5).ping() or {})), 120,
@@ -309,7 +397,6 @@ def bench(system, args, work):
         def meter():
             return process_cpu_seconds(server.proc.pid), tree_cpu_seconds(proc.pid)
 
-        phases = args.phases.split(",")
         server.client.config_resetstat()
         cpu_before = meter()
         runs = [one_run(app, server.client, args.n, system, work) for _ in range(args.runs)] \
@@ -321,11 +408,12 @@ def bench(system, args, work):
                    for _ in range(args.runs)] \
             if "backlog" in phases else []
         idle = one_by_one(app, server.client, args.idle, work) if "idle" in phases else None
+        controlled = control_phase(app, server.client, args.control_rounds, work, args.n) if control else None
         samples = None
         if system == "taskhost" and work.name == "cvd" and runs:
             samples = progress_events(taskhost_api(workdir), runs[0]["sample_ids"][0])
         stop(proc)
-        return {"streamed": runs, "backlog": backlog, "idle": idle,
+        return {"streamed": runs, "backlog": backlog, "idle": idle, "control": controlled,
                 "redis_cpu_per_task_us": (cpu_after[0] - cpu_before[0]) / streamed_tasks * 1e6,
                 "consumer_cpu_per_task_us": (cpu_after[1] - cpu_before[1]) / streamed_tasks * 1e6,
                 "progress_events": samples, "redis_commands": stats}
@@ -426,7 +514,9 @@ def main():
                         help="the Celery worker's --prefetch-multiplier (default: Celery's, 4)")
     parser.add_argument("--only", choices=["celery", "taskhost"])
     parser.add_argument("--phases", default="streaming,backlog,idle",
-                        help="comma-separated: streaming, backlog, idle (default all three)")
+                        help="comma-separated: streaming, backlog, idle, control (default the first three; control "
+                             "times inspect and revoke(terminate=True), and adds a spinning task's queue to both sides)")
+    parser.add_argument("--control-rounds", type=int, default=10, help="rounds of the control phase")
     parser.add_argument("--slowlog", action="store_true",
                         help="log every command of the backlog runs (slow log, threshold 0) and print them grouped "
                              "per script: calls and µs per task (adds Redis CPU: not for throughput figures)")
@@ -437,6 +527,8 @@ def main():
     args.warmup = args.warmup if args.warmup is not None else (10 if cvd else 200)
     args.idle = args.idle or (30 if cvd else 200)
     work = workload(args.workload, args.cvd_step)
+    if cvd and "control" in args.phases.split(","):
+        parser.error("the control phase runs with the no-op workload only")
     if cvd:
         started = time.perf_counter()
         port = cvd_port.run(work.kwargs("bench"))
@@ -464,6 +556,10 @@ def main():
                   flush=True)
             for row in r["calls"] or []:
                 print(f"    {row['calls_per_task']:6.3f} calls {row['usec_per_task']:7.1f} µs per task  {row['call']}")
+        controlled = results[system]["control"]
+        for name, timing in (controlled or {}).items():
+            print(f"{system:9} control  {name:21} median {timing['median_ms']:7.1f} ms, max {timing['max_ms']:7.1f} ms"
+                  + (f" ({timing['calls']} calls)" if "calls" in timing else ""))
         idle = results[system]["idle"]
         if idle:
             print(f"{system:9} idle     n={idle['n']} p50={idle['p50_ms']:.2f} ms p99={idle['p99_ms']:.2f} ms")
@@ -487,7 +583,9 @@ def main():
     if len(results) == 2:
         c, t = results["celery"], results["taskhost"]
         print()
-        print(f"| {args.workload}, N = {args.n}, median of {args.runs} runs | Celery worker | taskhost | taskhost / Celery |")
+        rounds = f", control: {args.control_rounds} rounds" if c["control"] else ""
+        print(f"| {args.workload}, N = {args.n}, median of {args.runs} runs{rounds} | Celery worker | taskhost | "
+              "taskhost / Celery |")
         print("| --- | --- | --- | --- |")
         if c["streamed"] and t["streamed"]:
             ct, tt = median(c["streamed"], "throughput"), median(t["streamed"], "throughput")
@@ -504,6 +602,16 @@ def main():
                               ("p99_ms", "submit-to-result p99, one at a time (ms)")):
                 cv, tv = c["idle"][key], t["idle"][key]
                 print(f"| {name} | {cv:.2f} | {tv:.2f} | {tv / cv:.3f}x ({cv / tv:.1f}x lower) |")
+        if c["control"] and t["control"]:
+            labels = {"revoke_terminate": "revoke(terminate=True) to REVOKED published",
+                      "active_while_draining": f"inspect active (limit=1) while a backlog of {args.n} drains"}
+            for name in (*INSPECT_CALLS, "revoke_terminate", "active_while_draining"):
+                if name not in c["control"] or name not in t["control"]:
+                    continue
+                label = labels.get(name, f"inspect {name} (limit=1)")
+                cv, tv = c["control"][name]["median_ms"], t["control"][name]["median_ms"]
+                print(f"| {label}, median (max) ms | {cv:.1f} ({c['control'][name]['max_ms']:.1f}) | "
+                      f"{tv:.1f} ({t['control'][name]['max_ms']:.1f}) | {tv / cv:.3f}x ({cv / tv:.1f}x lower) |")
         dups = lambda r: sum(x["duplicates"] for x in r["streamed"] + r["backlog"])
         print(f"| duplicate results | {dups(c)} | {dups(t)} | |")
     if args.json:
