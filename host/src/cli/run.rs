@@ -287,8 +287,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// thread for up to one fuel slice at a time, and a runtime's I/O driver is polled only between
 /// polls of its tasks: on a shared runtime, a request that arrived meanwhile waited for a slice
 /// to end before it was even read. Here its thread sleeps in `epoll` until a request comes, and
-/// the kernel wakes it at once. (WebSocket streams run on the fan-out runtime of
-/// [`crate::api`].) One worker thread per core, like the others.
+/// the kernel schedules it like any thread woken by I/O (BENCHMARKS.md, "REST beside CPU-bound
+/// tasks", has the figures). WebSocket streams run on the fan-out runtime of [`crate::api`]. One
+/// worker thread per core, like the others.
 fn api_runtime() -> std::io::Result<ApiRuntime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, usize::from))
