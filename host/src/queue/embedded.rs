@@ -205,13 +205,6 @@ macro_rules! lease_fence {
     };
 }
 
-/// Restricts to the queues named by `:queues`, a JSON array of strings.
-macro_rules! in_queues {
-    () => {
-        "queue IN (SELECT value FROM json_each(:queues))"
-    };
-}
-
 impl From<rusqlite::Error> for BrokerError {
     fn from(e: rusqlite::Error) -> Self {
         BrokerError::Storage(format!("sqlite: {e}"))
@@ -312,28 +305,10 @@ impl EmbeddedBroker {
     }
 
     /// The earliest time at which a task in `queues` becomes runnable (a start time, a retry
-    /// backoff, a lease lapsing); in the past when one is runnable now.
+    /// backoff, a lease lapsing); in the past when one is runnable now. See [`earliest_due`].
     async fn next_due(&self, queues: &[String]) -> Result<Option<Millis>, BrokerError> {
-        let queues = queues_json(queues);
-        self.with_db(move |conn| {
-            let due = conn
-                .prepare_cached(concat!(
-                    "SELECT MIN(CASE WHEN status = 'running' THEN lease_expires_at + 1
-                                     ELSE COALESCE(not_before, 0) END)
-                     FROM tasks
-                     LEFT JOIN tenant_running AS r USING (tenant)
-                     LEFT JOIN tenant_policy AS p USING (tenant)
-                     WHERE ",
-                    in_queues!(),
-                    " AND (status IN ('queued', 'scheduled', 'retrying')
-                           OR (status = 'running' AND lease_expires_at IS NOT NULL))",
-                    // Tasks of a tenant at its quota wait for one of its tasks to finish.
-                    " AND (p.quota IS NULL OR status = 'running' OR COALESCE(r.running, 0) < p.quota)"
-                ))?
-                .query_row(named_params! {":queues": queues}, |row| row.get::<_, Option<Millis>>(0))?;
-            Ok(due)
-        })
-        .await
+        let queues = queues.to_vec();
+        self.with_db(move |conn| earliest_due(conn, &queues)).await
     }
 }
 
@@ -1105,8 +1080,9 @@ impl Candidate {
 ///
 /// One query could order every runnable row so, but it sorts the whole backlog on each lease.
 /// This walks the waiting tenants of each queue and status (a skip scan of `tasks_waiting`), takes
-/// each one's next task from the same index, and compares those few: a handful of index lookups
-/// per waiting tenant, whatever the backlog.
+/// each one's next task from the same index ([`heads_by_priority`]), and compares those few: a
+/// handful of index lookups per waiting tenant and priority, whatever the backlog, tasks that
+/// start later included.
 fn next_candidate(
     conn: &Connection,
     queues: &[String],
@@ -1122,34 +1098,18 @@ fn next_candidate(
         for row in lapsed.query_map(named_params! {":queue": queue, ":now": now}, Candidate::from_row)? {
             candidates.push(row?);
         }
-        for status in ["queued", "scheduled", "retrying"] {
-            let tenants = conn
-                .prepare_cached(
-                    "WITH RECURSIVE waiting (tenant) AS (
-                         SELECT (SELECT MIN(tenant) FROM tasks WHERE queue = :queue AND status = :status)
-                         UNION ALL
-                         SELECT (SELECT MIN(tenant) FROM tasks
-                                 WHERE queue = :queue AND status = :status AND tenant > waiting.tenant)
-                         FROM waiting WHERE waiting.tenant IS NOT NULL
-                     )
-                     SELECT tenant FROM waiting WHERE tenant IS NOT NULL",
-                )?
-                .query_map(named_params! {":queue": queue, ":status": status}, |row| row.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut next = conn.prepare_cached(
-                "SELECT id, status, attempts, cancel_requested, tenant, priority,
-                        COALESCE(not_before, created_at) AS since, rowid
-                 FROM tasks INDEXED BY tasks_waiting
-                 WHERE queue = :queue AND status = :status AND tenant = :tenant
-                   AND COALESCE(not_before, 0) <= :now
-                 ORDER BY priority, COALESCE(not_before, created_at), rowid
-                 LIMIT 1",
-            )?;
-            for tenant in &tenants {
-                let params =
-                    named_params! {":queue": queue, ":status": status, ":tenant": tenant, ":now": now};
-                if let Some(row) = next.query_row(params, Candidate::from_row).optional()? {
-                    candidates.push(row);
+        for status in WAITING_STATUSES {
+            for tenant in waiting_tenants(conn, queue, status)? {
+                // Its first runnable task: the head of its first priority whose head is due.
+                match first_head(conn, queue, status, &tenant)? {
+                    Some((head, due)) if due <= now => candidates.push(head),
+                    Some(_) => {
+                        let heads = heads_by_priority(conn, queue, status, &tenant)?;
+                        if let Some((head, _)) = heads.into_iter().find(|(_, due)| *due <= now) {
+                            candidates.push(head);
+                        }
+                    }
+                    None => {}
                 }
             }
         }
@@ -1184,6 +1144,164 @@ fn next_candidate(
         }
     }
     Ok(best.map(|(_, candidate)| candidate))
+}
+
+/// The statuses of a task waiting for a worker.
+const WAITING_STATUSES: [&str; 3] = ["queued", "scheduled", "retrying"];
+
+/// The tenants with a task in `queue` with `status` (a skip scan of `tasks_waiting`).
+fn waiting_tenants(conn: &Connection, queue: &str, status: &str) -> Result<Vec<String>, BrokerError> {
+    let tenants = conn
+        .prepare_cached(
+            "WITH RECURSIVE waiting (tenant) AS (
+                 SELECT (SELECT MIN(tenant) FROM tasks WHERE queue = :queue AND status = :status)
+                 UNION ALL
+                 SELECT (SELECT MIN(tenant) FROM tasks
+                         WHERE queue = :queue AND status = :status AND tenant > waiting.tenant)
+                 FROM waiting WHERE waiting.tenant IS NOT NULL
+             )
+             SELECT tenant FROM waiting WHERE tenant IS NOT NULL",
+        )?
+        .query_map(named_params! {":queue": queue, ":status": status}, |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tenants)
+}
+
+/// The first task `tenant` has waiting in `queue` with `status`, in the order of `tasks_waiting`
+/// (priority, then start or creation time), with the time it is due: the head of its first
+/// priority (see [`heads_by_priority`]). One index lookup.
+fn first_head(
+    conn: &Connection,
+    queue: &str,
+    status: &str,
+    tenant: &str,
+) -> Result<Option<(Candidate, Millis)>, BrokerError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT id, status, attempts, cancel_requested, tenant, priority,
+                    COALESCE(not_before, created_at) AS since, rowid, COALESCE(not_before, 0) AS due
+             FROM tasks INDEXED BY tasks_waiting
+             WHERE queue = :queue AND status = :status AND tenant = :tenant
+             ORDER BY priority, COALESCE(not_before, created_at), rowid
+             LIMIT 1",
+        )?
+        .query_row(named_params! {":queue": queue, ":status": status, ":tenant": tenant}, |row| {
+            Ok((Candidate::from_row(row)?, row.get::<_, Millis>("due")?))
+        })
+        .optional()?;
+    Ok(head)
+}
+
+/// The first task of each priority (lowest first) that `tenant` has waiting in `queue` with
+/// `status`, in the order of `tasks_waiting` (its start time, else its creation time), each with
+/// the time it is due (its start time, or 0). Two index lookups per priority, whatever the
+/// backlog.
+///
+/// The head of a priority is due no later than any other task of it: a task with no start time
+/// is due at once and sorts by its creation time, which is in the past, so before any task that
+/// starts later; and tasks with a start time sort by it. So a priority whose head is not due has
+/// nothing due (were the clock to step back, a task with no start time could wait until the
+/// head's start time).
+fn heads_by_priority(
+    conn: &Connection,
+    queue: &str,
+    status: &str,
+    tenant: &str,
+) -> Result<Vec<(Candidate, Millis)>, BrokerError> {
+    let priorities = conn
+        .prepare_cached(
+            "WITH RECURSIVE levels (priority) AS (
+                 SELECT (SELECT MIN(priority) FROM tasks INDEXED BY tasks_waiting
+                         WHERE queue = :queue AND status = :status AND tenant = :tenant)
+                 UNION ALL
+                 SELECT (SELECT MIN(priority) FROM tasks INDEXED BY tasks_waiting
+                         WHERE queue = :queue AND status = :status AND tenant = :tenant
+                           AND priority > levels.priority)
+                 FROM levels WHERE levels.priority IS NOT NULL
+             )
+             SELECT priority FROM levels WHERE priority IS NOT NULL",
+        )?
+        .query_map(named_params! {":queue": queue, ":status": status, ":tenant": tenant}, |row| {
+            row.get::<_, i64>(0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut head = conn.prepare_cached(
+        "SELECT id, status, attempts, cancel_requested, tenant, priority,
+                COALESCE(not_before, created_at) AS since, rowid, COALESCE(not_before, 0) AS due
+         FROM tasks INDEXED BY tasks_waiting
+         WHERE queue = :queue AND status = :status AND tenant = :tenant AND priority = :priority
+         ORDER BY COALESCE(not_before, created_at), rowid
+         LIMIT 1",
+    )?;
+    let mut heads = Vec::with_capacity(priorities.len());
+    for priority in priorities {
+        let params =
+            named_params! {":queue": queue, ":status": status, ":tenant": tenant, ":priority": priority};
+        if let Some(found) = head
+            .query_row(params, |row| Ok((Candidate::from_row(row)?, row.get::<_, Millis>("due")?)))
+            .optional()?
+        {
+            heads.push(found);
+        }
+    }
+    Ok(heads)
+}
+
+/// The earliest time at which a task in `queues` becomes runnable: a lease lapsing, or the head
+/// of a waiting tenant's priority coming due ([`heads_by_priority`]); tenants at their quota
+/// start nothing, so their waiting tasks do not count. The first task found due now ends the
+/// search (the answer is then "now"). A few index lookups per waiting tenant and priority: a
+/// backlog of tasks that start later costs nothing here.
+fn earliest_due(conn: &Connection, queues: &[String]) -> Result<Option<Millis>, BrokerError> {
+    let now = now_ms();
+    let mut earliest: Option<Millis> = None;
+    let mut consider = |due: Millis| earliest = Some(earliest.map_or(due, |e| e.min(due)));
+    let mut at_quota: HashMap<String, bool> = HashMap::new();
+    let mut policy_of = conn.prepare_cached(
+        "SELECT COALESCE((SELECT running FROM tenant_running WHERE tenant = :tenant), 0)
+                >= (SELECT quota FROM tenant_policy WHERE tenant = :tenant)",
+    )?;
+    for queue in queues {
+        let lapse = conn
+            .prepare_cached(
+                "SELECT MIN(lease_expires_at) FROM tasks
+                 WHERE queue = :queue AND status = 'running' AND lease_expires_at IS NOT NULL",
+            )?
+            .query_row(named_params! {":queue": queue}, |row| row.get::<_, Option<Millis>>(0))?;
+        if let Some(lapse) = lapse {
+            consider(lapse.saturating_add(1));
+        }
+        for status in WAITING_STATUSES {
+            for tenant in waiting_tenants(conn, queue, status)? {
+                let full = match at_quota.get(&tenant) {
+                    Some(full) => *full,
+                    None => {
+                        let full = policy_of
+                            .query_row(named_params! {":tenant": tenant}, |row| {
+                                row.get::<_, Option<bool>>(0)
+                            })?
+                            .unwrap_or(false);
+                        at_quota.insert(tenant.clone(), full);
+                        full
+                    }
+                };
+                if full {
+                    continue;
+                }
+                match first_head(conn, queue, status, &tenant)? {
+                    // Due now: nothing can be sooner than that.
+                    Some((_, due)) if due <= now => return Ok(Some(due)),
+                    Some(_) => {
+                        for (_, due) in heads_by_priority(conn, queue, status, &tenant)? {
+                            consider(due);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    Ok(earliest)
 }
 
 /// Ends every waiting task whose expiry time passed before it started.
@@ -1342,10 +1460,6 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 /// The owned parts of a lease's fence, for a closure on the blocking pool.
 fn fence_of(lease: &Lease) -> (String, u32, String) {
     (lease.task.id.clone(), lease.attempt, lease.worker.clone())
-}
-
-fn queues_json(queues: &[String]) -> String {
-    serde_json::Value::from(queues).to_string()
 }
 
 fn duration_ms(d: Duration) -> Millis {
@@ -1569,6 +1683,75 @@ mod tests {
         );
         assert_eq!(counts(broker.queue_stats(Some("globex")).await.unwrap()), [("third".to_owned(), 1, 0)]);
         assert!(broker.queue_stats(Some("nobody")).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn tasks_that_start_later_neither_hide_a_due_task_nor_the_next_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = EmbeddedBroker::open(dir.path()).unwrap();
+        let now = now_ms();
+        let hour = 3_600_000;
+        // A high-priority backlog that starts in an hour, and a low-priority task in a minute.
+        for i in 0..300 {
+            let later = NewTask {
+                priority: Priority::High,
+                not_before: Some(now + hour + i),
+                ..task(&format!("later-{i}"))
+            };
+            broker.submit(later).await.unwrap();
+        }
+        let soon = NewTask { priority: Priority::Low, not_before: Some(now + 60_000), ..task("in-a-minute") };
+        broker.submit(soon).await.unwrap();
+        assert!(broker.lease("w", &queues(), HOUR).await.unwrap().is_none(), "nothing is due yet");
+        assert_eq!(broker.next_due(&queues()).await.unwrap(), Some(now + 60_000));
+
+        // A task due now, behind the backlog by priority, is due and leased at once.
+        broker.submit(NewTask { priority: Priority::Low, ..task("now") }).await.unwrap();
+        assert!(broker.next_due(&queues()).await.unwrap().is_some_and(|due| due <= now_ms()));
+        let lease = broker.lease("w", &queues(), HOUR).await.unwrap().unwrap();
+        assert_eq!(lease.task.id, "now");
+
+        // At its quota, a tenant's waiting tasks are not due: its running task's lease is next.
+        let quota = TenantPolicy { tenant: lease.task.tenant.clone(), weight: 1, concurrent_tasks: Some(1) };
+        broker.set_tenant_policies(&queues(), &[quota]).await.unwrap();
+        broker.submit(task("waits-for-a-slot")).await.unwrap();
+        let due = broker.next_due(&queues()).await.unwrap().unwrap();
+        assert!(due > now + 60_000, "due at {due}, {} ms from now", due - now_ms());
+        assert!(broker.lease("w", &queues(), HOUR).await.unwrap().is_none());
+
+        // Another tenant's task is due at once all the same.
+        broker.submit(NewTask { tenant: "globex".to_owned(), ..task("theirs") }).await.unwrap();
+        assert!(broker.next_due(&queues()).await.unwrap().is_some_and(|due| due <= now_ms()));
+        assert_eq!(broker.lease("w", &queues(), HOUR).await.unwrap().unwrap().task.id, "theirs");
+    }
+
+    #[tokio::test]
+    async fn a_due_retry_behind_a_priority_whose_retries_all_wait_is_leased() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = EmbeddedBroker::open(dir.path()).unwrap();
+        let now = now_ms();
+        broker.submit(NewTask { priority: Priority::High, ..task("backs-off") }).await.unwrap();
+        broker.submit(NewTask { priority: Priority::High, ..task("backs-off-longer") }).await.unwrap();
+        broker.submit(NewTask { priority: Priority::Low, ..task("due-again") }).await.unwrap();
+        // Retries waiting out their backoff, as a failed attempt leaves them.
+        poke(
+            &broker,
+            &format!(
+                "UPDATE tasks SET status = 'retrying', attempts = 1, not_before = {}
+                     WHERE id = 'backs-off';
+                 UPDATE tasks SET status = 'retrying', attempts = 1, not_before = {}
+                     WHERE id = 'backs-off-longer';
+                 UPDATE tasks SET status = 'retrying', attempts = 1, not_before = {}
+                     WHERE id = 'due-again';",
+                now + 60_000,
+                now + 120_000,
+                now - 1
+            ),
+        );
+        assert!(broker.next_due(&queues()).await.unwrap().is_some_and(|due| due <= now_ms()));
+        assert_eq!(broker.lease("w", &queues(), HOUR).await.unwrap().unwrap().task.id, "due-again");
+        assert!(broker.lease("w", &queues(), HOUR).await.unwrap().is_none());
+        assert_eq!(broker.next_due(&queues()).await.unwrap(), Some(now + 60_000));
     }
 
     #[tokio::test]
