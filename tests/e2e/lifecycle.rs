@@ -165,6 +165,39 @@ async fn a_silent_running_task_is_flagged_stale_with_an_event() {
 }
 
 #[tokio::test]
+async fn a_task_whose_file_was_deleted_before_it_started_fails_as_invalid_input_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path()).await.unwrap();
+    let http = reqwest::Client::new();
+    let put =
+        http.put(format!("{}/api/v1/files/samples.csv", host.base)).body("a,b\n1,2\n").send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    // Accepted while the file is there; it starts only later.
+    let id = host
+        .submit(json!({"plugin": "hostile", "input": {"mode": "read_file", "path": "/input/samples.csv"},
+                       "files": ["samples.csv"], "delay_ms": 1500}))
+        .await;
+    let deleted = http.delete(format!("{}/api/v1/files/samples.csv", host.base)).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    let (_, before) = host.call(Method::GET, &format!("/api/v1/tasks/{id}"), None).await;
+    assert_eq!(before["status"], "scheduled", "the file was deleted before the task started: {before}");
+
+    let task = host.wait_finished(&id, MINUTE).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["kind"], "invalid_input", "{task}");
+    assert!(task["error"]["message"].as_str().unwrap().contains("samples.csv"), "{task}");
+    // The attempt's events, as on every backend: it started, then failed.
+    let (_, events) = host.call(Method::GET, &format!("/api/v1/tasks/{id}/events"), None).await;
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_failed"), "{kinds:?}");
+    // The host goes on: the next task runs.
+    let next = host.submit(json!({"plugin": "hello", "input": {"name": "after"}})).await;
+    assert_eq!(host.wait_finished(&next, MINUTE).await["status"], "succeeded");
+}
+
+#[tokio::test]
 async fn files_uploaded_to_the_file_area_are_read_only_under_input() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = taskhost_e2e::HostOptions::new(&dir.path().join("data"));

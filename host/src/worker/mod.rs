@@ -378,18 +378,10 @@ impl Worker {
             self.hub.publish(stored);
         }
         let started = Instant::now();
-        // The task's files, copied out of the file area into a read-only folder for this attempt.
-        let inputs = match self.materialize_inputs(task).await {
-            Ok(inputs) => inputs,
-            Err(error) => {
-                let event = NewEvent::new(kind::RUN_FAILED, json!({"status": "failed", "error": error}));
-                self.finish(&lease, Finish::Failed(error), event).await;
-                return;
-            }
-        };
-        let mut capabilities = plugin.capabilities.clone();
-        capabilities.input_dir = inputs.as_ref().map(|d| d.path().to_path_buf());
         let limits = plugin.limits.narrowed_by(&task.limits);
+        // Stored before the attempt's inputs are prepared, as the Redis lease script stores it
+        // with the lease: an attempt that fails there shows `run_started`, then `run_failed`, on
+        // every backend.
         if !started_was_stored {
             let started_event = NewEvent::new(
                 kind::RUN_STARTED,
@@ -405,6 +397,17 @@ impl Worker {
                 tracing::warn!(task = %task.id, %error, "could not store run_started");
             }
         }
+        // The task's files, copied out of the file area into a read-only folder for this attempt.
+        let inputs = match self.materialize_inputs(task).await {
+            Ok(inputs) => inputs,
+            Err(error) => {
+                let event = NewEvent::new(kind::RUN_FAILED, json!({"status": "failed", "error": error}));
+                self.finish(&lease, Finish::Failed(error), event).await;
+                return;
+            }
+        };
+        let mut capabilities = plugin.capabilities.clone();
+        capabilities.input_dir = inputs.as_ref().map(|d| d.path().to_path_buf());
 
         let cancel = CancellationToken::new();
         let running = self.running.insert(&task.id, cancel.clone());
