@@ -1117,33 +1117,67 @@ fn next_candidate(
     if candidates.is_empty() {
         return Ok(None);
     }
-    // Each tenant's running tasks, weight and quota, read once.
-    let mut policies: HashMap<String, (i64, i64, Option<i64>)> = HashMap::new();
-    let mut policy_of = conn.prepare_cached(
-        "SELECT COALESCE((SELECT running FROM tenant_running WHERE tenant = :tenant), 0),
-                COALESCE((SELECT weight FROM tenant_policy WHERE tenant = :tenant), 1),
-                (SELECT quota FROM tenant_policy WHERE tenant = :tenant)",
-    )?;
+    let mut loads = TenantLoads::new(conn)?;
     let mut best: Option<((i64, f64, i64, i64), Candidate)> = None;
     for candidate in candidates {
-        if !policies.contains_key(&candidate.tenant) {
-            let policy = policy_of.query_row(named_params! {":tenant": candidate.tenant}, |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })?;
-            policies.insert(candidate.tenant.clone(), policy);
-        }
-        let (running, weight, quota) = policies[&candidate.tenant];
-        let over_quota = quota.is_some_and(|quota| running >= quota);
-        if over_quota && candidate.status != TaskStatus::Running.as_str() {
+        let load = loads.of(&candidate.tenant)?;
+        if load.at_quota() && candidate.status != TaskStatus::Running.as_str() {
             continue;
         }
-        let key =
-            (candidate.priority, running as f64 / weight.max(1) as f64, candidate.since, candidate.rowid);
+        let key = (
+            candidate.priority,
+            load.running as f64 / load.weight.max(1) as f64,
+            candidate.since,
+            candidate.rowid,
+        );
         if best.as_ref().is_none_or(|(best_key, _)| key < *best_key) {
             best = Some((key, candidate));
         }
     }
     Ok(best.map(|(_, candidate)| candidate))
+}
+
+/// A tenant's running tasks, weight and quota, as a lease weighs them.
+#[derive(Clone, Copy)]
+struct TenantLoad {
+    running: i64,
+    weight: i64,
+    quota: Option<i64>,
+}
+
+impl TenantLoad {
+    /// True when the tenant may start nothing more.
+    fn at_quota(self) -> bool {
+        self.quota.is_some_and(|quota| self.running >= quota)
+    }
+}
+
+/// Each tenant's [`TenantLoad`], read once per lease or wait.
+struct TenantLoads<'c> {
+    statement: rusqlite::CachedStatement<'c>,
+    read: HashMap<String, TenantLoad>,
+}
+
+impl<'c> TenantLoads<'c> {
+    fn new(conn: &'c Connection) -> Result<Self, BrokerError> {
+        let statement = conn.prepare_cached(
+            "SELECT COALESCE((SELECT running FROM tenant_running WHERE tenant = :tenant), 0),
+                    COALESCE((SELECT weight FROM tenant_policy WHERE tenant = :tenant), 1),
+                    (SELECT quota FROM tenant_policy WHERE tenant = :tenant)",
+        )?;
+        Ok(TenantLoads { statement, read: HashMap::new() })
+    }
+
+    fn of(&mut self, tenant: &str) -> Result<TenantLoad, BrokerError> {
+        if let Some(load) = self.read.get(tenant) {
+            return Ok(*load);
+        }
+        let load = self.statement.query_row(named_params! {":tenant": tenant}, |row| {
+            Ok(TenantLoad { running: row.get(0)?, weight: row.get(1)?, quota: row.get(2)? })
+        })?;
+        self.read.insert(tenant.to_owned(), load);
+        Ok(load)
+    }
 }
 
 /// The statuses of a task waiting for a worker.
@@ -1167,6 +1201,19 @@ fn waiting_tenants(conn: &Connection, queue: &str, status: &str) -> Result<Vec<S
     Ok(tenants)
 }
 
+/// The columns [`head_from_row`] reads: a waiting task as a [`Candidate`], and when it is due
+/// (its start time, or 0).
+macro_rules! head_columns {
+    () => {
+        "id, status, attempts, cancel_requested, tenant, priority, \
+         COALESCE(not_before, created_at) AS since, rowid, COALESCE(not_before, 0) AS due"
+    };
+}
+
+fn head_from_row(row: &Row<'_>) -> rusqlite::Result<(Candidate, Millis)> {
+    Ok((Candidate::from_row(row)?, row.get("due")?))
+}
+
 /// The first task `tenant` has waiting in `queue` with `status`, in the order of `tasks_waiting`
 /// (priority, then start or creation time), with the time it is due: the head of its first
 /// priority (see [`heads_by_priority`]). One index lookup.
@@ -1177,17 +1224,15 @@ fn first_head(
     tenant: &str,
 ) -> Result<Option<(Candidate, Millis)>, BrokerError> {
     let head = conn
-        .prepare_cached(
-            "SELECT id, status, attempts, cancel_requested, tenant, priority,
-                    COALESCE(not_before, created_at) AS since, rowid, COALESCE(not_before, 0) AS due
-             FROM tasks INDEXED BY tasks_waiting
-             WHERE queue = :queue AND status = :status AND tenant = :tenant
-             ORDER BY priority, COALESCE(not_before, created_at), rowid
-             LIMIT 1",
-        )?
-        .query_row(named_params! {":queue": queue, ":status": status, ":tenant": tenant}, |row| {
-            Ok((Candidate::from_row(row)?, row.get::<_, Millis>("due")?))
-        })
+        .prepare_cached(concat!(
+            "SELECT ",
+            head_columns!(),
+            " FROM tasks INDEXED BY tasks_waiting
+                 WHERE queue = :queue AND status = :status AND tenant = :tenant
+                 ORDER BY priority, COALESCE(not_before, created_at), rowid
+                 LIMIT 1"
+        ))?
+        .query_row(named_params! {":queue": queue, ":status": status, ":tenant": tenant}, head_from_row)
         .optional()?;
     Ok(head)
 }
@@ -1225,22 +1270,19 @@ fn heads_by_priority(
             row.get::<_, i64>(0)
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut head = conn.prepare_cached(
-        "SELECT id, status, attempts, cancel_requested, tenant, priority,
-                COALESCE(not_before, created_at) AS since, rowid, COALESCE(not_before, 0) AS due
-         FROM tasks INDEXED BY tasks_waiting
+    let mut head = conn.prepare_cached(concat!(
+        "SELECT ",
+        head_columns!(),
+        " FROM tasks INDEXED BY tasks_waiting
          WHERE queue = :queue AND status = :status AND tenant = :tenant AND priority = :priority
          ORDER BY COALESCE(not_before, created_at), rowid
-         LIMIT 1",
-    )?;
+         LIMIT 1"
+    ))?;
     let mut heads = Vec::with_capacity(priorities.len());
     for priority in priorities {
         let params =
             named_params! {":queue": queue, ":status": status, ":tenant": tenant, ":priority": priority};
-        if let Some(found) = head
-            .query_row(params, |row| Ok((Candidate::from_row(row)?, row.get::<_, Millis>("due")?)))
-            .optional()?
-        {
+        if let Some(found) = head.query_row(params, head_from_row).optional()? {
             heads.push(found);
         }
     }
@@ -1256,11 +1298,7 @@ fn earliest_due(conn: &Connection, queues: &[String]) -> Result<Option<Millis>, 
     let now = now_ms();
     let mut earliest: Option<Millis> = None;
     let mut consider = |due: Millis| earliest = Some(earliest.map_or(due, |e| e.min(due)));
-    let mut at_quota: HashMap<String, bool> = HashMap::new();
-    let mut policy_of = conn.prepare_cached(
-        "SELECT COALESCE((SELECT running FROM tenant_running WHERE tenant = :tenant), 0)
-                >= (SELECT quota FROM tenant_policy WHERE tenant = :tenant)",
-    )?;
+    let mut loads = TenantLoads::new(conn)?;
     for queue in queues {
         let lapse = conn
             .prepare_cached(
@@ -1273,19 +1311,7 @@ fn earliest_due(conn: &Connection, queues: &[String]) -> Result<Option<Millis>, 
         }
         for status in WAITING_STATUSES {
             for tenant in waiting_tenants(conn, queue, status)? {
-                let full = match at_quota.get(&tenant) {
-                    Some(full) => *full,
-                    None => {
-                        let full = policy_of
-                            .query_row(named_params! {":tenant": tenant}, |row| {
-                                row.get::<_, Option<bool>>(0)
-                            })?
-                            .unwrap_or(false);
-                        at_quota.insert(tenant.clone(), full);
-                        full
-                    }
-                };
-                if full {
+                if loads.of(&tenant)?.at_quota() {
                     continue;
                 }
                 match first_head(conn, queue, status, &tenant)? {
