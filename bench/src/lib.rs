@@ -250,12 +250,22 @@ pub struct StallMeter {
 }
 
 impl StallMeter {
-    /// Starts sampling on a thread of its own.
+    /// Starts sampling on a thread of its own, at the kernel's default slice.
     pub fn start() -> Self {
+        Self::with_slice(Duration::ZERO)
+    }
+
+    /// Starts sampling on a thread of its own that asks for `slice` ([`request_slice`]; zero: the
+    /// kernel's default, whatever the caller's).
+    pub fn with_slice(slice: Duration) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
             std::thread::spawn(move || {
+                // Zero too: a thread inherits its creator's slice, and the probes ask for one.
+                if let Err(error) = request_slice(slice) {
+                    eprintln!("the stall meter cannot ask for a {slice:?} slice: {error}");
+                }
                 let mut late = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let asleep = Instant::now();
@@ -296,14 +306,12 @@ struct RLimit {
     maximum: u64,
 }
 
-// libc is not a dependency of the generators; these few calls are all they need.
+// libc is not a dependency of the generators; these few calls are all they need (the
+// scheduling hints come from `taskhost::sched`).
 unsafe extern "C" {
     fn getrlimit(resource: i32, limit: *mut RLimit) -> i32;
     fn setrlimit(resource: i32, limit: *const RLimit) -> i32;
     fn sysconf(name: i32) -> i64;
-    fn setpriority(which: i32, who: u32, prio: i32) -> i32;
-    fn getpriority(which: i32, who: u32) -> i32;
-    fn gettid() -> i32;
     fn sched_setaffinity(pid: i32, size: usize, mask: *const u8) -> i32;
 }
 
@@ -332,24 +340,8 @@ pub fn set_thread_affinity(cpus: &[usize]) -> anyhow::Result<()> {
     set_affinity_mask(0, &cpu_mask(cpus)?).with_context(|| format!("sched_setaffinity to CPUs {cpus:?}"))
 }
 
-/// `PRIO_PROCESS`: with a thread id, Linux applies the nice value to that thread alone.
-const PRIO_PROCESS: i32 = 0;
-
-/// Sets the calling thread's nice value (Linux keeps one per thread; raising it needs no
-/// privilege).
-pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
-    // SAFETY: plain integer arguments; gettid has no preconditions.
-    if unsafe { setpriority(PRIO_PROCESS, gettid() as u32, nice) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The calling thread's nice value.
-pub fn thread_nice() -> i32 {
-    // SAFETY: as above. -1 is also a valid nice value; the generators only read 0 to 19.
-    unsafe { getpriority(PRIO_PROCESS, gettid() as u32) }
-}
+/// Per-thread nice values and time slices, the host's own (`taskhost::sched`).
+pub use taskhost::sched::{request_slice, set_thread_nice, thread_nice};
 
 /// `RLIMIT_NOFILE` on Linux.
 const RLIMIT_NOFILE: i32 = 7;
@@ -415,19 +407,6 @@ mod tests {
         assert_eq!((mask[0], mask[1], mask[127]), (0b1, 0b10, 0b1000_0000));
         assert_eq!(mask.iter().map(|b| b.count_ones()).sum::<u32>(), 3);
         assert!(super::cpu_mask(&[1024]).is_err());
-    }
-
-    #[test]
-    fn a_thread_lowers_its_own_priority_only() {
-        let before = super::thread_nice();
-        let lowered = std::thread::spawn(move || {
-            super::set_thread_nice((before + 5).min(19)).unwrap();
-            super::thread_nice()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(lowered, (before + 5).min(19));
-        assert_eq!(super::thread_nice(), before);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod events;
 pub mod plugin;
 pub mod queue;
+pub mod sched;
 pub mod sandbox;
 pub mod telemetry;
 pub mod tenant;

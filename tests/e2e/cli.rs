@@ -165,3 +165,50 @@ async fn watch_prints_the_queue_and_finished_tasks_as_they_happen() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+/// Each thread of `pid` whose name is `name`, with the time slice the kernel gives it (ns, from
+/// `/proc/<pid>/task/<tid>/sched`).
+#[cfg(target_os = "linux")]
+fn thread_slices(pid: u32, name: &str) -> Vec<u64> {
+    let mut slices = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().map_while(Result::ok) {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let sched = std::fs::read_to_string(task.path().join("sched")).unwrap_or_default();
+        let slice: Option<u64> = sched
+            .lines()
+            .find_map(|l| l.strip_prefix("se.slice"))
+            .and_then(|l| l.trim_start_matches([' ', ':']).trim().parse().ok());
+        slices.extend(slice);
+    }
+    slices
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_rest_threads_ask_for_the_api_slice_and_the_fanout_and_task_threads_keep_the_default() {
+    use futures::StreamExt;
+    for (flag, api_slice) in [(None, Some(100_000)), (Some("0"), None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = taskhost_e2e::HostOptions::new(&dir.path().join("data"));
+        if let Some(flag) = flag {
+            options.extra = vec!["--api-slice-us".into(), flag.into()];
+        }
+        let host = Host::start_with(options).await.unwrap();
+        // The fan-out runtime starts with the first WebSocket stream (on an API thread).
+        let (mut socket, _) = tokio_tungstenite::connect_async(host.ws("/ws/queue")).await.unwrap();
+        socket.next().await.unwrap().unwrap();
+        let default = thread_slices(host.pid(), "host")[0];
+        let api = thread_slices(host.pid(), "api");
+        let fanout = thread_slices(host.pid(), "ws-fanout");
+        assert!(!api.is_empty() && !fanout.is_empty(), "api {api:?}, ws-fanout {fanout:?}");
+        let wanted = api_slice.unwrap_or(default);
+        assert!(api.iter().all(|s| *s == wanted), "--api-slice-us {flag:?}: api threads {api:?}");
+        assert!(fanout.iter().all(|s| *s == default), "ws-fanout {fanout:?}, default {default}");
+        // The task runtime's threads (named by tokio's default) keep the default too.
+        let tasks = thread_slices(host.pid(), "tokio-runtime-w");
+        assert!(tasks.iter().all(|s| *s == default), "task threads {tasks:?}");
+    }
+}

@@ -42,6 +42,11 @@ struct Args {
     /// Pause between one pair of requests and the next.
     #[arg(long, default_value_t = 5)]
     interval_ms: u64,
+    /// Time slice, µs, that this process's requesting thread asks the kernel for (after the host
+    /// started, which so keeps its own); 0 for the default. A short one lets its wake-ups
+    /// preempt the loops, as if the client were on another machine.
+    #[arg(long, default_value_t = 0)]
+    probe_slice_us: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -68,6 +73,10 @@ async fn main() -> anyhow::Result<()> {
     let http =
         reqwest::Client::builder().pool_max_idle_per_host(1).timeout(Duration::from_secs(10)).build()?;
     host.wait_ready(&http).await?;
+    let slice = Duration::from_micros(args.probe_slice_us);
+    if !slice.is_zero() {
+        taskhost_bench::request_slice(slice).context("--probe-slice-us")?;
+    }
     let interval = Duration::from_millis(args.interval_ms);
 
     let idle = probe(&http, &host.base, args.requests, interval).await?;
@@ -87,8 +96,10 @@ async fn main() -> anyhow::Result<()> {
     wait_until_running(&http, &host.base, slots).await?;
     let load_before = load_average();
     let stalls = StallMeter::start();
+    let slice_stalls = (!slice.is_zero()).then(|| StallMeter::with_slice(slice));
     let busy = probe(&http, &host.base, args.requests, interval).await?;
     let stalls = stalls.finish();
+    let slice_stalls = slice_stalls.map(StallMeter::finish);
     let load_after = load_average();
     // Every loop must still be running, or the second phase did not measure what it says.
     let still = running(&http, &host.base).await?;
@@ -112,6 +123,13 @@ async fn main() -> anyhow::Result<()> {
         "| a plain thread of this process: 1 ms sleeps late by (the floor any wake-up meets) | | {} |",
         row(&stalls)
     );
+    if let Some(late) = slice_stalls {
+        println!(
+            "| the same, a thread at the requests' {} µs slice | | {} |",
+            args.probe_slice_us,
+            row(&late)
+        );
+    }
     println!(
         "\n{} requests per path and phase, one every {} ms, one keep-alive connection; load average {load_before} → {load_after}.",
         args.requests, args.interval_ms

@@ -103,6 +103,12 @@ struct Args {
     /// half the cores, and the watchers' CPU is not in its way.
     #[arg(long)]
     split_cores: bool,
+    /// Time slice, µs, that the probe thread (`GET /queues`, `/healthz`) asks the kernel for;
+    /// 0 for the default. A short one lets its wake-ups preempt the watchers' threads, as if the
+    /// client were on another machine (`host run --api-slice-us` does the same for the host's
+    /// API threads). A second stall meter runs at this slice beside the plain one.
+    #[arg(long, default_value_t = 0)]
+    probe_slice_us: u64,
     /// Write every (watcher, task, seq, latency ms) of the run watchers to this CSV file, the
     /// runs' events to `<file>.events` and the `/queues` and `/healthz` samples to `<file>.probe`.
     #[arg(long)]
@@ -307,9 +313,17 @@ async fn main() -> anyhow::Result<()> {
             .build()?,
     ));
 
+    let probe_slice = Duration::from_micros(args.probe_slice_us);
     // GET /queues on a quiet host, for comparison.
-    let (quiet_queues, quiet_health, _) =
-        probe_on_own_thread(host.base.clone(), 300, Duration::from_millis(5), Duration::ZERO, None).await??;
+    let Probed { queues: quiet_queues, health: quiet_health, .. } = probe_on_own_thread(
+        host.base.clone(),
+        300,
+        Duration::from_millis(5),
+        Duration::ZERO,
+        probe_slice,
+        None,
+    )
+    .await??;
 
     // Sleepers hold every slot; the streaming runs wait behind them.
     let mut sleepers = Vec::new();
@@ -424,6 +438,7 @@ async fn main() -> anyhow::Result<()> {
         args.queues_requests,
         interval,
         Duration::from_secs(2),
+        probe_slice,
         args.dump.as_ref().map(|d| d.with_extension("probe")),
     );
     // The run watchers end with their run; the dashboard watchers are told to stop after that.
@@ -440,7 +455,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let stream_cores = stream_cpu.cores();
     let stream_cpu_secs = stream_cpu_started.elapsed().as_secs_f64();
-    let (busy_queues, busy_health, busy_stalls) = probe.await??;
+    let Probed { queues: busy_queues, health: busy_health, stalls: busy_stalls, slice_stalls } =
+        probe.await??;
     let load_after = load_average();
 
     // Every run's end, and its events.
@@ -700,6 +716,15 @@ async fn main() -> anyhow::Result<()> {
         ms(busy_stalls.p99),
         ms(busy_stalls.max)
     );
+    if let Some(late) = slice_stalls {
+        println!(
+            "| the same, a thread at the probe's {} µs slice | {} / {} / {} ms | |",
+            args.probe_slice_us,
+            ms(late.p50),
+            ms(late.p99),
+            ms(late.max)
+        );
+    }
     println!(
         "| load average: start / stream start / end | {load_before} / {load_stream_start} / {load_after} (nproc {cpus}) | |"
     );
@@ -720,7 +745,7 @@ async fn main() -> anyhow::Result<()> {
          1 ms high), live events only. `GET /api/v1/queues`: {} requests one after another on one keep-alive \
          connection, one every {:.0} ms, from 2 s after the first run was released, each paired with a \
          `GET /healthz` (the two take turns going first), from a thread and runtime of their own at the \
-         generator's priority.",
+         generator's priority (slice: {}).",
         args.host_arg.join(" "),
         args.host_log,
         generator_cpus,
@@ -731,7 +756,12 @@ async fn main() -> anyhow::Result<()> {
         stagger.as_millis(),
         duration_sec,
         args.queues_requests,
-        interval.as_secs_f64() * 1000.0
+        interval.as_secs_f64() * 1000.0,
+        if args.probe_slice_us == 0 {
+            "the kernel's default".to_owned()
+        } else {
+            format!("{} µs", args.probe_slice_us)
+        }
     );
     for note in &notes {
         println!("Note: {note}.");
@@ -864,16 +894,22 @@ fn probe_on_own_thread(
     requests: usize,
     interval: Duration,
     delay: Duration,
+    slice: Duration,
     dump: Option<std::path::PathBuf>,
-) -> tokio::sync::oneshot::Receiver<anyhow::Result<(Summary, Summary, Summary)>> {
+) -> tokio::sync::oneshot::Receiver<anyhow::Result<Probed>> {
     let (done, result) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("probe".into()).spawn(move || {
+        if !slice.is_zero()
+            && let Err(error) = taskhost_bench::request_slice(slice)
+        {
+            eprintln!("the probe cannot ask for a {slice:?} slice: {error}");
+        }
         let probed =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Into::into).and_then(
                 |runtime| {
                     runtime.block_on(async {
                         tokio::time::sleep(delay).await;
-                        probe_queues(&base, requests, interval, dump).await
+                        probe_queues(&base, requests, interval, slice, dump).await
                     })
                 },
             );
@@ -886,17 +922,28 @@ fn probe_on_own_thread(
     result
 }
 
+/// What [`probe_queues`] measured, in ms.
+struct Probed {
+    queues: Summary,
+    health: Summary,
+    /// How late a plain thread of the generator woke from 1 ms sleeps meanwhile: the floor any
+    /// wake-up met on its cores.
+    stalls: Summary,
+    /// The same, for a thread at the probe's slice (when it has one of its own).
+    slice_stalls: Option<Summary>,
+}
+
 /// `requests` GETs of `/api/v1/queues`, one every `interval`, on one keep-alive connection, each
-/// paired with a `GET /healthz` (which touches no store): the first summary is `/queues`, the
-/// second `/healthz`, the third how late a plain thread of the generator woke from 1 ms sleeps
-/// meanwhile (the floor any wake-up met on its cores).
+/// paired with a `GET /healthz` (which touches no store).
 async fn probe_queues(
     base: &str,
     requests: usize,
     interval: Duration,
+    slice: Duration,
     dump: Option<std::path::PathBuf>,
-) -> anyhow::Result<(Summary, Summary, Summary)> {
+) -> anyhow::Result<Probed> {
     let stalls = StallMeter::start();
+    let slice_stalls = (!slice.is_zero()).then(|| StallMeter::with_slice(slice));
     let started = Instant::now();
     let mut log = String::new();
     let client =
@@ -931,7 +978,12 @@ async fn probe_queues(
     if let Some(dump) = dump {
         std::fs::write(dump, log)?;
     }
-    Ok((Summary::of(&mut queues), Summary::of(&mut health), stalls.finish()))
+    Ok(Probed {
+        queues: Summary::of(&mut queues),
+        health: Summary::of(&mut health),
+        stalls: stalls.finish(),
+        slice_stalls: slice_stalls.map(StallMeter::finish),
+    })
 }
 
 async fn submit(http: &reqwest::Client, base: &str, body: Value) -> anyhow::Result<String> {

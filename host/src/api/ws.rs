@@ -233,27 +233,17 @@ fn build_fanout_runtime(threads: usize, nice: i32) -> std::io::Result<tokio::run
         .enable_all()
         .on_thread_start(move || {
             if nice != 0
-                && let Err(error) = set_thread_nice(nice)
+                && let Err(error) = crate::sched::set_thread_nice(nice)
             {
                 tracing::warn!(%error, nice, "cannot lower the priority of a WebSocket fan-out thread");
             }
+            // Started from an API thread, which asks for a short slice (`host run
+            // --api-slice-us`): the fan-out is bulk work and takes the kernel's default.
+            if let Err(error) = crate::sched::request_slice(std::time::Duration::ZERO) {
+                tracing::debug!(%error, "cannot give a WebSocket fan-out thread the default slice");
+            }
         })
         .build()
-}
-
-/// Sets the calling thread's nice value: Linux keeps one per thread, and raising it needs no
-/// privilege.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn set_thread_nice(nice: i32) -> std::io::Result<()> {
-    // SAFETY: both calls take and return plain integers and touch no memory of ours.
-    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if done == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
-    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "per-thread nice values are Linux only"))
 }
 
 /// Query of `/ws/events`.
@@ -429,12 +419,7 @@ async fn queue_status(state: &AppState, tenant: &crate::tenant::Tenant) -> Optio
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    /// The calling thread's nice value.
-    #[allow(unsafe_code)]
-    fn thread_nice() -> i32 {
-        // SAFETY: plain integers in and out.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-    }
+    use crate::sched::thread_nice;
 
     #[test]
     fn the_fanout_threads_run_at_the_nice_value_asked_for_and_nothing_else_does() {
@@ -446,6 +431,23 @@ mod tests {
         assert_eq!(thread_nice(), own, "the caller's thread keeps its priority");
         let plain = super::build_fanout_runtime(1, 0).unwrap();
         assert_eq!(plain.block_on(runtime_spawned_nice()), own);
+    }
+
+    #[test]
+    fn fanout_threads_started_from_an_api_thread_take_the_default_slice_not_its_short_one() {
+        let slices = std::thread::spawn(|| {
+            let default = crate::sched::thread_slice().unwrap();
+            crate::sched::request_slice(std::time::Duration::from_micros(100)).unwrap();
+            let runtime = super::build_fanout_runtime(1, 0).unwrap();
+            let fanout = runtime.block_on(async {
+                tokio::spawn(async { crate::sched::thread_slice().unwrap() }).await.unwrap()
+            });
+            (default, fanout)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(slices.1, slices.0);
+        assert_ne!(slices.1, std::time::Duration::from_micros(100));
     }
 
     /// The nice value of a worker thread of the current runtime.

@@ -89,6 +89,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = api::DEFAULT_FANOUT_NICE, value_name = "NICE",
           value_parser = clap::value_parser!(i32).range(0..=19))]
     ws_nice: i32,
+    /// Time slice, in µs, that the threads serving REST ask the kernel for (Linux 6.12 and
+    /// later; clamped by the kernel to 100-100,000): a request's wake-up then preempts a thread
+    /// in the middle of a longer slice (tasks, the fan-out) instead of waiting for it to end. It
+    /// changes when the API runs, not how much CPU it gets. 0 keeps the kernel's default.
+    #[arg(long, default_value_t = crate::sched::DEFAULT_API_SLICE.as_micros() as u64, value_name = "US")]
+    api_slice_us: u64,
 }
 
 fn init_tracing() {
@@ -193,7 +199,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // The API gets a runtime of its own (see `api_runtime`); its listener, and so every
     // connection it accepts, is registered with that runtime's I/O driver.
-    let api_runtime = api_runtime().context("cannot start the API runtime")?;
+    let api_runtime =
+        api_runtime(Duration::from_micros(args.api_slice_us)).context("cannot start the API runtime")?;
     let listener = std::net::TcpListener::bind(args.listen)
         .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -287,14 +294,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// thread for up to one fuel slice at a time, and a runtime's I/O driver is polled only between
 /// polls of its tasks: on a shared runtime, a request that arrived meanwhile waited for a slice
 /// to end before it was even read. Here its thread sleeps in `epoll` until a request comes, and
-/// the kernel schedules it like any thread woken by I/O (BENCHMARKS.md, "REST beside CPU-bound
-/// tasks", has the figures). WebSocket streams run on the fan-out runtime of [`crate::api`]. One
-/// worker thread per core, like the others.
-fn api_runtime() -> std::io::Result<ApiRuntime> {
+/// the kernel schedules it like any thread woken by I/O. Its threads ask for a time slice of
+/// `slice` ([`crate::sched::request_slice`]): a thread woken with a short slice preempts a task
+/// running a long one, where at the kernel's default it would wait up to that task's slice
+/// (BENCHMARKS.md, "REST beside CPU-bound tasks", has the figures). Threads they start inherit
+/// it. WebSocket streams run on the fan-out runtime of [`crate::api`], which takes the default
+/// slice again. One worker thread per core, like the others.
+fn api_runtime(slice: Duration) -> std::io::Result<ApiRuntime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, usize::from))
         .thread_name("api")
         .enable_all()
+        .on_thread_start(move || {
+            if !slice.is_zero()
+                && let Err(error) = crate::sched::request_slice(slice)
+            {
+                tracing::debug!(%error, "the kernel refused a short time slice for an API thread");
+            }
+        })
         .build()
         .map(|runtime| ApiRuntime { handle: runtime.handle().clone(), runtime: Some(runtime) })
 }
