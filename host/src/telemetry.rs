@@ -32,6 +32,8 @@ pub const QUEUE_DEPTH: &str = "taskhost_queue_depth";
 pub const BROKER_ERRORS: &str = "taskhost_broker_errors_total";
 /// Broker reconnections.
 pub const BROKER_RECONNECTS: &str = "taskhost_broker_reconnects_total";
+/// Online hosts sharing a queue with this one that store other tenant weights and quotas.
+pub const TENANT_POLICY_CONFLICTS: &str = "taskhost_tenant_policy_conflicts";
 
 /// Histogram buckets, in seconds: from 100 µs to 6 hours (tasks run for hours).
 const SECONDS_BUCKETS: &[f64] = &[
@@ -72,6 +74,10 @@ fn describe() {
     metrics::describe_gauge!(QUEUE_DEPTH, "Tasks per queue and state");
     metrics::describe_counter!(BROKER_ERRORS, "Failed broker calls");
     metrics::describe_counter!(BROKER_RECONNECTS, "Broker reconnections");
+    metrics::describe_gauge!(
+        TENANT_POLICY_CONFLICTS,
+        "Online hosts sharing a queue with this one that store other tenant weights and quotas"
+    );
 }
 
 /// Records a finished attempt.
@@ -120,6 +126,11 @@ pub fn broker_error(op: &'static str) {
 /// The broker reconnected.
 pub fn broker_reconnected() {
     counter!(BROKER_RECONNECTS).increment(1);
+}
+
+/// How many online hosts sharing a queue with this one store other tenant weights and quotas.
+pub fn tenant_policy_conflicts(hosts: usize) {
+    gauge!(TENANT_POLICY_CONFLICTS).set(hosts as f64);
 }
 
 /// Sets the depth gauges of one queue.

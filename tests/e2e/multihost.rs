@@ -156,3 +156,81 @@ async fn watchers_on_another_host_get_every_event_in_order_then_the_close() {
         assert_eq!(events.last().unwrap()["event_type"], "run_completed");
     }
 }
+
+/// Waits until `host`'s log has a line with every one of `parts`; returns that line.
+async fn wait_for_log_line(host: &Host, parts: &[&str], deadline: Duration) -> String {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(line) = host.log().lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+            return line.to_owned();
+        }
+        assert!(Instant::now() < until, "no log line with {parts:?} within {deadline:?}:\n{}", host.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn hosts_of_one_queue_with_other_tenant_quotas_are_named_and_counted_until_the_other_leaves() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = Vec::new();
+    let mut admins = Vec::new();
+    for (name, quota) in [("a", 1), ("b", 3)] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        let (file, tokens) = taskhost_e2e::write_tenants_file(
+            &folder,
+            &[("admin", ""), ("tenants.alice", &format!("concurrent_tasks = {quota}"))],
+        );
+        admins.push(tokens[0].clone());
+        let mut options = HostOptions::new(&folder.join("data"));
+        options.extra = vec!["--redis".into(), redis.url(), "--tenants".into(), file.display().to_string()];
+        hosts.push(Host::start_with(options).await.unwrap());
+    }
+    let b = hosts.pop().unwrap();
+    let a = hosts.pop().unwrap();
+    // The admin of a's tenants file (b has its own).
+    let admin = admins[0].clone();
+    let id_of = |host: &Host, workers: &Value| -> (String, String) {
+        let me = workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"].as_str().unwrap().ends_with(&format!("-{}", host.pid())))
+            .unwrap_or_else(|| panic!("pid {} in {workers}", host.pid()))
+            .clone();
+        (me["id"].as_str().unwrap().to_owned(), me["tenant_policies"].as_str().unwrap().to_owned())
+    };
+    // Both hosts are listed, each with the fingerprint of its own file's quotas.
+    let until = Instant::now() + MINUTE;
+    let workers = loop {
+        let (status, workers, _) = a.call_as(Some(&admin), Method::GET, "/api/v1/workers", None).await;
+        assert_eq!(status, 200, "{workers}");
+        if workers["online"] == 2 {
+            break workers;
+        }
+        assert!(Instant::now() < until, "both hosts online: {workers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ((a_id, a_policies), (b_id, b_policies)) = (id_of(&a, &workers), id_of(&b, &workers));
+    assert_eq!(a_policies.len(), 16, "{workers}");
+    assert_ne!(a_policies, b_policies, "other quotas, other fingerprints: {workers}");
+    // Each names the other (the first heartbeat after both are up: within 5 s).
+    let warning = "store other tenant weights and quotas";
+    let line = wait_for_log_line(&a, &[warning, &b_id], MINUTE).await;
+    assert!(line.contains(&a_policies), "{line}");
+    wait_for_log_line(&b, &[warning, &a_id], MINUTE).await;
+    let metrics = |host: &Host| {
+        let url = format!("{}/metrics", host.base);
+        let token = admin.clone();
+        async move {
+            let client = reqwest::Client::new();
+            client.get(url).bearer_auth(token).send().await.unwrap().text().await.unwrap()
+        }
+    };
+    assert!(metrics(&a).await.contains("taskhost_tenant_policy_conflicts 1"), "{}", metrics(&a).await);
+    // Once b is gone (offline after 3 missed heartbeats), a no longer counts a conflict.
+    b.kill();
+    wait_for_log_line(&a, &["now store the same tenant weights and quotas"], MINUTE).await;
+    assert!(metrics(&a).await.contains("taskhost_tenant_policy_conflicts 0"), "{}", metrics(&a).await);
+}

@@ -147,13 +147,18 @@ impl Host {
         };
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_owned());
+        {
+            // The host logs to stdout: its lines join the log too.
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    log.lock().unwrap().push(line);
                 }
-            }
-        });
+            });
+        }
         let base = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(base) => base,
             Err(timeout_or_exit) => {
@@ -178,7 +183,7 @@ impl Host {
         self.child.id()
     }
 
-    /// What the host logged so far.
+    /// What the host wrote so far, stdout (its log) and stderr.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

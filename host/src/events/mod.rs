@@ -742,6 +742,7 @@ mod tests {
             version: "test".into(),
             started_at: now_ms(),
             last_seen: now_ms(),
+            tenant_policies: String::new(),
         };
         broker.heartbeat(&host("a"), Duration::from_secs(60)).await.unwrap();
         let hour = Duration::from_secs(3600);

@@ -389,6 +389,11 @@ pub struct HostInfo {
     pub started_at: Millis,
     /// When this heartbeat was sent.
     pub last_seen: Millis,
+    /// Fingerprint of the tenants' weights and quotas this host stored for its queues
+    /// ([`TenantPolicy::fingerprint`]). Hosts sharing a queue must agree: each stores its own at
+    /// start, so the last one to start sets them for all. Empty from hosts that predate it.
+    #[serde(default)]
+    pub tenant_policies: String,
 }
 
 /// A file in a tenant's file area.
@@ -421,6 +426,23 @@ pub struct TenantPolicy {
     pub weight: u32,
     /// Most tasks running at once across every host, or `None` for no limit.
     pub concurrent_tasks: Option<u32>,
+}
+
+impl TenantPolicy {
+    /// A short fingerprint of `policies` (16 hex digits of a SHA-256), the same for the same
+    /// weights and quotas in any order: what hosts compare to find out that they disagree.
+    pub fn fingerprint(policies: &[TenantPolicy]) -> String {
+        use sha2::Digest;
+        let mut sorted: Vec<&TenantPolicy> = policies.iter().collect();
+        sorted.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        let mut hash = sha2::Sha256::new();
+        for policy in sorted {
+            let quota = policy.concurrent_tasks.map_or_else(|| "-".to_owned(), |q| q.to_string());
+            // Tenant names cannot hold a newline; the length prefix keeps fields apart anyway.
+            hash.update(format!("{}:{}\t{}\t{quota}\n", policy.tenant.len(), policy.tenant, policy.weight));
+        }
+        hex::encode(&hash.finalize()[..8])
+    }
 }
 
 /// Why a broker call failed. These are infrastructure failures; a task that fails is not one.

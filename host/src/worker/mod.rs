@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventHub, NewEvent, kind};
 use crate::plugin::PluginRegistry;
 use crate::queue::{
-    Broker, ErrorInfo, Finish, HostInfo, Lease, LeaseState, TaskStatus, TenantPolicy, now_ms,
+    Broker, ErrorInfo, Finish, HostInfo, Lease, LeaseState, Millis, TaskStatus, TenantPolicy, now_ms,
 };
 use crate::sandbox::{Outcome, Report, Sandbox, TaskIdentity, TaskRun};
 
@@ -318,17 +318,52 @@ impl Worker {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: self.started_at,
             last_seen: now_ms(),
+            tenant_policies: TenantPolicy::fingerprint(&self.tenant_policies()),
         }
     }
 
+    /// Sends a heartbeat every interval, and after each one looks for hosts that share a queue
+    /// with this one but stored other tenant weights or quotas: they overwrite each other's (the
+    /// last to start wins), so the fleet's quotas are not what this host's tenants file says.
+    /// Each change in that set of hosts is logged (a warning while it is not empty) and counted
+    /// in `taskhost_tenant_policy_conflicts`.
     async fn heartbeat_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.heartbeat_interval);
         let forget_after = self.settings.heartbeat_interval * FORGET_AFTER_HEARTBEATS;
+        let online_within = self.settings.heartbeat_interval * OFFLINE_AFTER_HEARTBEATS;
+        let mut conflicts: Vec<String> = Vec::new();
+        crate::telemetry::tenant_policy_conflicts(0);
         loop {
             tick.tick().await;
-            if let Err(error) = self.broker.heartbeat(&self.host_info(), forget_after).await {
+            let me = self.host_info();
+            if let Err(error) = self.broker.heartbeat(&me, forget_after).await {
                 crate::telemetry::broker_error("heartbeat");
                 tracing::warn!(%error, "heartbeat failed");
+                continue;
+            }
+            let hosts = match self.broker.hosts().await {
+                Ok(hosts) => hosts,
+                Err(error) => {
+                    crate::telemetry::broker_error("hosts");
+                    tracing::debug!(%error, "cannot read the other hosts' heartbeats");
+                    continue;
+                }
+            };
+            let now = policy_conflicts(&me, &hosts, online_within, now_ms());
+            if now != conflicts {
+                crate::telemetry::tenant_policy_conflicts(now.len());
+                if now.is_empty() {
+                    tracing::info!(
+                        "the hosts sharing this host's queues now store the same tenant weights and quotas"
+                    );
+                } else {
+                    tracing::warn!(
+                        hosts = %now.join(", "),
+                        mine = %me.tenant_policies,
+                        "hosts sharing a queue with this one store other tenant weights and quotas (another tenants file): each host stores its own at start, so the last one started sets them for all; give every host of the fleet the same tenants file"
+                    );
+                }
+                conflicts = now;
             }
         }
     }
@@ -738,6 +773,23 @@ async fn stale_watchdog(running: Arc<RunningTasks>, hub: EventHub, threshold: Du
     }
 }
 
+/// The ids (sorted) of the hosts in `hosts`, heard from within `online_within` of `now`, that
+/// consume a queue `me` consumes and report other tenant policies than `me`. Hosts that report
+/// none (older builds) are left out: nothing is known of theirs.
+fn policy_conflicts(me: &HostInfo, hosts: &[HostInfo], online_within: Duration, now: Millis) -> Vec<String> {
+    let within = Millis::try_from(online_within.as_millis()).unwrap_or(Millis::MAX);
+    let mut ids: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.id != me.id && !h.tenant_policies.is_empty())
+        .filter(|h| h.tenant_policies != me.tenant_policies)
+        .filter(|h| now.saturating_sub(h.last_seen) <= within)
+        .filter(|h| h.queues.iter().any(|q| me.queues.contains(q)))
+        .map(|h| h.id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -858,6 +910,60 @@ mod tests {
         async fn hosts(&self) -> Result<Vec<HostInfo>, BrokerError> {
             self.inner.hosts().await
         }
+    }
+
+    fn policy(tenant: &str, weight: u32, quota: Option<u32>) -> TenantPolicy {
+        TenantPolicy { tenant: tenant.into(), weight, concurrent_tasks: quota }
+    }
+
+    #[test]
+    fn the_policies_fingerprint_ignores_order_and_sees_every_weight_and_quota() {
+        let base = [policy("acme", 2, Some(4)), policy("labs", 1, None)];
+        let fp = TenantPolicy::fingerprint(&base);
+        assert_eq!(fp.len(), 16);
+        assert_eq!(fp, TenantPolicy::fingerprint(&[base[1].clone(), base[0].clone()]));
+        for other in [
+            vec![policy("acme", 3, Some(4)), policy("labs", 1, None)],
+            vec![policy("acme", 2, Some(5)), policy("labs", 1, None)],
+            vec![policy("acme", 2, None), policy("labs", 1, None)],
+            vec![policy("acme", 2, Some(4))],
+            vec![policy("acme", 2, Some(4)), policy("lab", 1, None)],
+        ] {
+            assert_ne!(TenantPolicy::fingerprint(&other), fp, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn hosts_sharing_a_queue_online_with_other_policies_conflict_and_no_others() {
+        let now = 1_000_000;
+        let host = |id: &str, queues: &[&str], policies: &str, last_seen: Millis| HostInfo {
+            id: id.into(),
+            hostname: "h".into(),
+            slots: 2,
+            running: 0,
+            queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+            plugins: vec![],
+            version: "test".into(),
+            started_at: 0,
+            last_seen,
+            tenant_policies: policies.into(),
+        };
+        let me = host("me", &["cvd", "dft"], "aaaa", now);
+        let hosts = vec![
+            me.clone(),
+            host("same", &["cvd"], "aaaa", now),
+            host("other-b", &["dft", "edna"], "bbbb", now - 1_000),
+            host("other-a", &["cvd"], "cccc", now),
+            host("elsewhere", &["edna"], "bbbb", now),
+            host("gone", &["cvd"], "bbbb", now - 16_000),
+            host("old-build", &["cvd"], "", now),
+        ];
+        assert_eq!(
+            policy_conflicts(&me, &hosts, Duration::from_secs(15), now),
+            ["other-a", "other-b"],
+            "online, sharing a queue, other policies; sorted"
+        );
+        assert!(policy_conflicts(&me, &hosts[..2], Duration::from_secs(15), now).is_empty());
     }
 
     #[tokio::test]

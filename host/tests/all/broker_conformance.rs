@@ -725,6 +725,7 @@ pub async fn hosts_are_listed_from_their_heartbeats_and_forgotten_when_silent(br
         version: "test".into(),
         started_at: last_seen,
         last_seen,
+        tenant_policies: "0123456789abcdef".into(),
     };
     let now = now_ms();
     broker.heartbeat(&host("old", now - 1_000), Duration::from_secs(60)).await.expect("heartbeat");
