@@ -84,6 +84,14 @@ pub fn repo_root() -> PathBuf {
     taskhost_e2e::repo_root()
 }
 
+/// `--compile-cache DIR` for the hosts a generator starts: one folder under `target/` for every
+/// run, so that each plugin compiles once rather than at every start (the cache keys each entry
+/// by the component's digest and the engine's settings, so builds under comparison never share
+/// an entry they should not).
+pub fn compile_cache_args() -> [String; 2] {
+    ["--compile-cache".to_owned(), repo_root().join("target/bench-cache/compiled").display().to_string()]
+}
+
 /// A `host run` process of our own, stopped by PID when dropped.
 pub struct HostProcess {
     child: Child,

@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         "--concurrency".to_owned(),
         slots.to_string(),
     ];
+    host_args.extend(taskhost_bench::compile_cache_args());
     host_args.extend(args.host_arg.iter().cloned());
     let host = HostProcess::start(&binary, &host_args, &work.path().join("host.log"), "warn")?;
     let http =

@@ -205,6 +205,7 @@ async fn run_setup(
             "--concurrency".to_owned(),
             args.concurrency.to_string(),
         ];
+        host_args.extend(taskhost_bench::compile_cache_args());
         if let Some(redis) = redis {
             host_args.extend(["--redis".to_owned(), redis.url()]);
         }

@@ -280,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    host_args.extend(taskhost_bench::compile_cache_args());
     host_args.extend(args.host_arg.iter().cloned());
     let host_cpus = split.as_ref().map(|(host, _)| host.as_slice());
     let host = HostProcess::start_on(
