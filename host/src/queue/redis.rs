@@ -27,6 +27,7 @@
 //! | `…{q}:wake` | stream | a short signal stream, appended whenever work becomes runnable; idle hosts block on it |
 //! | `…{q}:weights` | hash | tenant → weight, for tenants whose weight is not 1 ([`Broker::set_tenant_policies`]) |
 //! | `…{q}:quotas` | hash | tenant → most tasks running at once |
+//! | `<prefix>:permits:{<tenant>}` | zset | on a Cluster: the running tasks of a tenant with a quota, in every queue, by when each one's permit lapses (its own hash tag: one node holds the tenant's count) |
 //!
 //! # How each guarantee is met
 //! - **Atomic steps.** Every state change is one Lua script on the queue's node: submit, lease,
@@ -80,7 +81,15 @@
 //!   the same turns. A tenant whose running tasks reached its quota is passed over inside the
 //!   lease script, which also starts the attempt: however many hosts lease at once, the quota is
 //!   never overshot. On a standalone server the count is the tenant's running tasks in every
-//!   queue; on a Cluster a script sees only its own queue's node, so the quota holds per queue.
+//!   queue. On a Cluster a script sees only its own queue's node, so a tenant with a quota also
+//!   holds a *permit* per running task, in a sorted set on its own node (`permits:{<tenant>}`,
+//!   by lapse time): before a lease call the host reads how many permits are free (expired ones
+//!   purged) and the script starts at most that many of the tenant's tasks; then the host takes
+//!   one permit per task started, atomically against the quota. A host that loses that race
+//!   (another host took the last permits in between) releases the lease at once. Renewals
+//!   extend the permit, a finish or release returns it, and a host that dies leaves permits that
+//!   lapse with its leases. A permit freed in one queue is seen in another at its next wake or
+//!   within the idle wait.
 //!   A finish of a tenant with a quota signals `wake`, so hosts that passed over its tasks look
 //!   again.
 //! - **Dead letters.** Dead tasks are listed in `dead` with their reason in the record;
@@ -118,7 +127,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -296,6 +305,12 @@ impl Keys {
     /// Hash: file name → its [`FileInfo`] (JSON), per tenant, same tag as [`Keys::file`].
     pub fn files_meta(&self, tenant: &str) -> String {
         format!("{}:files-meta:{{{}}}", self.prefix, escape(tenant))
+    }
+
+    /// Sorted set, on a Cluster: the running tasks of one tenant with a quota, in every queue,
+    /// by when each one's permit lapses. Tagged by tenant: one node holds a tenant's count.
+    pub fn permits(&self, tenant: &str) -> String {
+        format!("{}:permits:{{{}}}", self.prefix, escape(tenant))
     }
 
     /// Hash: host id → its latest heartbeat (JSON).
@@ -625,7 +640,8 @@ return out
 
 /// `ARGV[4..]`: lease_ms, the key prefix of every queue and the set of queues (two empty
 /// strings on a Cluster, where a script sees only its own queue), the id index prefix (empty on
-/// a Cluster), the host's id as JSON (empty: store no `run_started` events), the number n of
+/// a Cluster), the caps (on a Cluster, a JSON object: tenant with a quota → most of its tasks
+/// this call may start; otherwise empty), the host's id as JSON (empty: store no `run_started` events), the number n of
 /// plugins whose `run_started` the script stores, then per plugin its name, its name as JSON and
 /// its limits as JSON, then per idle slot its worker id and that id as JSON. Leases up to one
 /// task per worker, in order, and stops at the first worker for which nothing is runnable.
@@ -636,10 +652,14 @@ return out
 const LEASE: &str = r#"
 local lease_ms = tonumber(ARGV[4])
 local prefix_all, queues_key, index_prefix = ARGV[5], ARGV[6], ARGV[7]
-local started_host = ARGV[8]
+-- On a Cluster: per tenant with a quota, how many of its tasks may start in this call (the
+-- permits free on its own node); the host takes a permit for each one started.
+local caps = {}
+if ARGV[8] ~= '' then caps = cjson.decode(ARGV[8]) end
+local started_host = ARGV[9]
 local started_by_plugin = {}
-local a = 10
-for _ = 1, tonumber(ARGV[9]) do
+local a = 11
+for _ = 1, tonumber(ARGV[10]) do
   started_by_plugin[ARGV[a]] = {ARGV[a + 1], ARGV[a + 2]}
   a = a + 3
 end
@@ -715,7 +735,10 @@ local function running_of(tenant)
   end
   return r
 end
+local started_of = {}
 local function allowed(tenant)
+  local cap = caps[tenant]
+  if cap ~= nil and (started_of[tenant] or 0) >= cap then return false end
   local limit = quotas[tenant]
   return limit == nil or running_of(tenant) < limit
 end
@@ -756,6 +779,7 @@ local function start(id, h, worker)
   redis.call('ZADD', K_LEASES, until_ms, id)
   if h.expires_at then redis.call('ZREM', K_EXPIRY, id) end
   move(h.tenant, 'queued', 'running')
+  started_of[h.tenant] = (started_of[h.tenant] or 0) + 1
   for i = 1, #set, 2 do h[set[i]] = set[i + 1] end
   if started_host ~= '' then
     -- The attempt's `run_started`, as the worker would append it, for a task of a plugin named
@@ -939,6 +963,37 @@ redis.call('ZREM', K_LEASES, id)
 redis.call('ZADD', K_RELEASED, released_score(h.priority), id)
 move(h.tenant, 'running', 'queued')
 wake()
+return 1
+"#;
+
+/// `KEYS[1]`: a tenant's permits; `ARGV[1]`: its quota. Purges lapsed permits and returns how
+/// many are free.
+const PERMITS_FREE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now))
+return math.max(0, tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
+"#;
+
+/// `KEYS[1]`: a tenant's permits; `ARGV`: task id, quota, lease ms. Takes the task's permit,
+/// lapsing after the lease, when the task holds one already or one is free: 1; else 0.
+const PERMIT_TAKE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now))
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[3])), ARGV[1])
+  return 1
+end
+return 0
+"#;
+
+/// `KEYS[1]`: a tenant's permits; `ARGV`: task id, lease ms. The task runs on: its permit
+/// lapses after the new lease, even if it had lapsed (and been purged) meanwhile.
+const PERMIT_RENEW: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
 return 1
 "#;
 
@@ -1203,6 +1258,12 @@ return {forgotten, repaired, removed}
 
 /// Every script, compiled once with the preamble.
 struct Scripts {
+    /// Permits of a tenant with a quota on a Cluster ([`Keys::permits`]): how many are free.
+    permits_free: Script,
+    /// Takes (or extends) the permit of one task, if the quota allows.
+    permit_take: Script,
+    /// Extends the permit of a running task (whatever the count: the task runs).
+    permit_renew: Script,
     submit: Script,
     lease: Script,
     renew: Script,
@@ -1219,6 +1280,9 @@ struct Scripts {
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
     let with_preamble = |body: &str| Script::new(&format!("{}{body}", *PREAMBLE));
     Scripts {
+        permits_free: Script::new(PERMITS_FREE),
+        permit_take: Script::new(PERMIT_TAKE),
+        permit_renew: Script::new(PERMIT_RENEW),
         submit: with_preamble(SUBMIT),
         lease: with_preamble(LEASE),
         renew: with_preamble(RENEW),
@@ -1445,6 +1509,7 @@ impl RedisBroker {
             cluster,
             queue_of: queue_of.clone(),
             started: Arc::default(),
+            quotas: Arc::default(),
         };
         Ok(RedisBroker {
             link,
@@ -1781,6 +1846,8 @@ struct Link {
     queue_of: Arc<Mutex<HashMap<String, String>>>,
     /// What the lease script needs to store `run_started` events ([`Broker::record_run_started`]).
     started: Arc<std::sync::RwLock<Option<Arc<StartedEvents>>>>,
+    /// On a Cluster: per queue, its tenants' quotas as last read, and when ([`Link::quotas`]).
+    quotas: Arc<Mutex<HashMap<String, (Instant, Quotas)>>>,
 }
 
 /// The `run_started` events the lease script stores for this host: the host's id and, per
@@ -1822,7 +1889,94 @@ impl StartedEvents {
     }
 }
 
+/// Tenant → most tasks running at once, of one queue.
+type Quotas = Arc<HashMap<String, u32>>;
+
+/// How long a host trusts the quotas it read of a queue (on a Cluster) before reading them
+/// again: the tenants file changes only when a host starts.
+const QUOTAS_FRESH_FOR: Duration = Duration::from_secs(1);
+
 impl Link {
+    /// On a Cluster, the quotas of `queue`'s tenants (read at most every
+    /// [`QUOTAS_FRESH_FOR`]); elsewhere none: the lease script counts every queue itself.
+    async fn quotas(&self, queue: &str) -> Result<Quotas, BrokerError> {
+        static NONE: LazyLock<Quotas> = LazyLock::new(Quotas::default);
+        if !self.cluster {
+            return Ok(NONE.clone());
+        }
+        if let Some((read, quotas)) = self.quotas.lock().ok().and_then(|m| m.get(queue).cloned())
+            && read.elapsed() < QUOTAS_FRESH_FOR
+        {
+            return Ok(quotas);
+        }
+        let read: HashMap<String, u32> = redis::cmd("HGETALL")
+            .arg(self.keys.of_queue(queue, suffix::QUOTAS))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let read = Arc::new(read);
+        if let Ok(mut map) = self.quotas.lock() {
+            map.insert(queue.to_owned(), (Instant::now(), read.clone()));
+        }
+        Ok(read)
+    }
+
+    /// Forgets the quotas read (they were just changed).
+    fn forget_quotas(&self) {
+        if let Ok(mut map) = self.quotas.lock() {
+            map.clear();
+        }
+    }
+
+    /// The quota of `lease`'s tenant when its task holds a permit (on a Cluster).
+    async fn permit_quota(&self, lease: &Lease) -> Result<Option<u32>, BrokerError> {
+        if !self.cluster {
+            return Ok(None);
+        }
+        Ok(self.quotas(&lease.task.queue).await?.get(&lease.task.tenant).copied())
+    }
+
+    /// Returns the permit of `lease`'s task (whose attempt has ended), if it holds one; true if
+    /// it did. A permit that cannot be returned now lapses with the lease: the attempt's end is
+    /// stored already, so this is logged, not failed.
+    async fn drop_permit(&self, lease: &Lease) -> bool {
+        let dropped = async {
+            if self.permit_quota(lease).await?.is_none() {
+                return Ok::<_, BrokerError>(false);
+            }
+            let _: i64 = redis::cmd("ZREM")
+                .arg(self.keys.permits(&lease.task.tenant))
+                .arg(&lease.task.id)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            Ok(true)
+        };
+        dropped.await.unwrap_or_else(|error| {
+            tracing::warn!(%error, task = %lease.task.id, "cannot return a quota permit; it lapses with the lease");
+            false
+        })
+    }
+
+    /// Extends the permit of `lease`'s task, if it holds one. One that cannot be extended now
+    /// is logged, not failed: the task runs on, and its permit is extended at the next renewal.
+    async fn renew_permit(&self, lease: &Lease, lease_ms: Millis) {
+        let renewed = async {
+            if self.permit_quota(lease).await?.is_none() {
+                return Ok::<_, BrokerError>(());
+            }
+            let _: i64 = SCRIPTS
+                .permit_renew
+                .key(self.keys.permits(&lease.task.tenant))
+                .arg(&lease.task.id)
+                .arg(lease_ms + PERMIT_MARGIN_MS)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            Ok(())
+        };
+        if let Err(error) = renewed.await {
+            tracing::warn!(%error, task = %lease.task.id, "cannot extend a quota permit; trying again at the next renewal");
+        }
+    }
+
     async fn run<T: FromRedisValue>(
         &self,
         script: &Script,
@@ -2006,11 +2160,27 @@ async fn lease_from(
     workers: &[&str],
 ) -> Result<Vec<Option<Lease>>, BrokerError> {
     let started = link.started.read().ok().and_then(|s| s.clone());
+    // On a Cluster, the tenants with a quota may start as many tasks as they have permits free.
+    // (One call per such tenant, each on its tenant's node, all at once.)
+    let quotas = link.quotas(queue).await?;
+    let free = futures::future::try_join_all(quotas.iter().map(|(tenant, limit)| async move {
+        let free: u32 = SCRIPTS
+            .permits_free
+            .key(link.keys.permits(tenant))
+            .arg(*limit)
+            .invoke_async(&mut link.conn.clone())
+            .await?;
+        Ok::<_, redis::RedisError>((tenant.clone(), Json::from(free)))
+    }))
+    .await?;
+    let caps =
+        if free.is_empty() { String::new() } else { Json::Object(free.into_iter().collect()).to_string() };
     let mut args = args![
         lease_ms,
         link.standalone(link.keys.all_queues_prefix()),
         link.standalone(link.keys.queues()),
         link.standalone(link.keys.index_prefix()),
+        caps,
     ];
     match &started {
         Some(started) => args.extend(started.args.iter().cloned()),
@@ -2059,8 +2229,37 @@ async fn lease_from(
             }
         }
     }
+    // Each task of a tenant with a quota takes its permit; one that finds none left (another
+    // host took the last ones since they were counted) goes back at once.
+    for slot in &mut leases {
+        let Some(lease) = slot else { continue };
+        let Some(limit) = quotas.get(&lease.task.tenant) else { continue };
+        let taken: Result<i64, redis::RedisError> = SCRIPTS
+            .permit_take
+            .key(link.keys.permits(&lease.task.tenant))
+            .arg(&lease.task.id)
+            .arg(*limit)
+            .arg(lease_ms + PERMIT_MARGIN_MS)
+            .invoke_async(&mut link.conn.clone())
+            .await;
+        if !matches!(taken, Ok(1)) {
+            if let Err(error) = taken {
+                tracing::warn!(%error, task = %lease.task.id, "cannot take a quota permit; the task goes back");
+            }
+            let back: Result<i64, BrokerError> =
+                link.run(&SCRIPTS.release, queue, args![lease.task.id, lease.attempt, lease.worker]).await;
+            if let Err(error) = back {
+                tracing::warn!(%error, task = %lease.task.id, "cannot hand back a task without a quota permit; its lease will lapse");
+            }
+            *slot = None;
+        }
+    }
     Ok(leases)
 }
+
+/// How much longer than its lease a quota permit lasts: the permit and the lease are timed by
+/// the clocks of two Cluster nodes.
+const PERMIT_MARGIN_MS: Millis = 1_000;
 
 /// Sends an undecodable leased task to the dead letters, with the reason.
 async fn bury(link: &Link, queue: &str, id: &str, attempt: &str, worker: &str, reason: String) {
@@ -2495,6 +2694,7 @@ impl Broker for RedisBroker {
             }
             let _: () = pipe.query_async(&mut self.conn.clone()).await?;
         }
+        self.link.forget_quotas();
         Ok(())
     }
 
@@ -2551,11 +2751,15 @@ impl Broker for RedisBroker {
                 args![lease.task.id, lease.attempt, lease.worker, lease_ms],
             )
             .await?;
-        Ok(match state.as_str() {
+        let state = match state.as_str() {
             "held" => LeaseState::Held,
             "cancel" => LeaseState::CancelRequested,
             _ => LeaseState::Lost,
-        })
+        };
+        if state != LeaseState::Lost {
+            self.link.renew_permit(lease, lease_ms).await;
+        }
+        Ok(state)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), BrokerError> {
@@ -2563,6 +2767,7 @@ impl Broker for RedisBroker {
             .run(&SCRIPTS.release, &lease.task.queue, args![lease.task.id, lease.attempt, lease.worker])
             .await?;
         if released == 1 {
+            self.link.drop_permit(lease).await;
             self.local_work.notify_waiters();
         }
         Ok(())
@@ -2608,6 +2813,10 @@ impl Broker for RedisBroker {
         }
         .map_err(BrokerError::Storage)?;
         let Some(seq) = stored else { return Ok(None) };
+        if self.link.drop_permit(lease).await {
+            // A slot of the tenant's quota is free: this host's idle slots look again.
+            self.local_work.notify_waiters();
+        }
         if retry_at.is_some() {
             self.local_work.notify_waiters();
         }

@@ -10,7 +10,7 @@
 //! [tenants.fab-a]
 //! token_sha256 = "3c9909afe..."      # the file never holds a token itself
 //! weight = 2                         # share of workers when tenants compete (default 1)
-//! concurrent_tasks = 4               # running at once on every host together (per queue on a Redis Cluster)
+//! concurrent_tasks = 4               # running at once on every host together, in all its queues
 //! fuel = 100_000_000_000             # most fuel per task
 //! memory_mb = 512                    # most memory per task
 //! timeout_ms = 3_600_000             # longest run per attempt

@@ -65,6 +65,7 @@ macro_rules! broker_conformance {
             a_task_running_when_its_host_stops_runs_again_as_the_next_attempt,
             competing_tenants_share_the_leases_in_proportion_to_their_weights,
             a_tenants_quota_holds_across_hosts_leasing_at_once,
+            a_tenants_quota_holds_across_its_queues_and_hosts,
         );
     };
     (@broker $backend:expr; $($check:ident),* $(,)?) => {
@@ -853,6 +854,80 @@ pub async fn a_tenants_quota_holds_across_hosts_leasing_at_once(backend: &dyn Ba
     let next = lease_within(&host_b, "host1/9", LONG_LEASE, DEADLINE).await.expect("the next capped task");
     assert_eq!(next.task.tenant, "capped");
     assert!(lease_now(&host_a, "host0/9").await.is_none(), "the quota is full again but a task started");
+}
+
+pub async fn a_tenants_quota_holds_across_its_queues_and_hosts(backend: &dyn Backend) {
+    let host_a = backend.open().await;
+    let host_b = backend.another_host(&host_a).await;
+    // Two queues: on a Redis Cluster each lives on its own node.
+    let both = vec![QUEUE.to_owned(), "second".to_owned()];
+    host_a.set_tenant_policies(&both, &[policy("capped", 1, Some(3))]).await.expect("set the policies");
+    for i in 0..8 {
+        let queue = both[i % 2].clone();
+        submit(&host_a, NewTask { tenant: "capped".into(), queue, ..new_task(&format!("capped-{i}")) }).await;
+    }
+    // Eight slots on two hosts, every one consuming both queues, lease at once until nothing
+    // is runnable.
+    let mut slots = tokio::task::JoinSet::new();
+    for slot in 0..8 {
+        let host = if slot % 2 == 0 { host_a.clone() } else { host_b.clone() };
+        let both = both.clone();
+        slots.spawn(async move {
+            let mut leases = Vec::new();
+            let worker = format!("host{}/{slot}", slot % 2);
+            while let Some(lease) = host.lease(&worker, &both, LONG_LEASE).await.expect("lease") {
+                leases.push(lease);
+            }
+            leases
+        });
+    }
+    let mut leases = Vec::new();
+    while let Some(held) = slots.join_next().await {
+        leases.extend(held.expect("a slot"));
+    }
+    assert_eq!(leases.len(), 3, "a quota of 3 over two queues: {:?}", ids(&leases));
+    // A renewal keeps the count: still nothing may start.
+    for lease in &leases {
+        let host = if lease.worker.starts_with("host0") { &host_a } else { &host_b };
+        assert_eq!(host.renew(lease, LONG_LEASE).await.expect("renew"), LeaseState::Held);
+    }
+    assert!(host_b.lease("host1/8", &both, LONG_LEASE).await.expect("lease").is_none());
+
+    // One ends: exactly one more may start, from either queue, on either host.
+    let done = &leases[0];
+    let owner = if done.worker.starts_with("host0") { &host_a } else { &host_b };
+    owner.finish(done, succeeded("1"), event(kind::RUN_COMPLETED)).await.expect("finish").expect("held");
+    let give_up = Instant::now() + DEADLINE;
+    let next = loop {
+        if let Some(lease) = host_b.lease("host1/9", &both, LONG_LEASE).await.expect("lease") {
+            break lease;
+        }
+        assert!(Instant::now() < give_up, "no capped task started after one ended");
+        host_b.wait_for_work(&both, Duration::from_millis(200)).await;
+    };
+    assert_eq!(next.task.tenant, "capped");
+    assert!(
+        host_a.lease("host0/9", &both, LONG_LEASE).await.expect("lease").is_none(),
+        "the quota is full again"
+    );
+    // A release (a draining host) frees its place too.
+    host_b.release(&next).await.expect("release");
+    let again = loop {
+        if let Some(lease) = host_a.lease("host0/10", &both, LONG_LEASE).await.expect("lease") {
+            break lease;
+        }
+        assert!(Instant::now() < give_up, "no capped task started after one was released");
+        host_a.wait_for_work(&both, Duration::from_millis(200)).await;
+    };
+    assert_eq!(again.task.tenant, "capped");
+    assert!(
+        host_b.lease("host1/10", &both, LONG_LEASE).await.expect("lease").is_none(),
+        "the quota is full again"
+    );
+}
+
+fn ids(leases: &[Lease]) -> Vec<(&str, &str)> {
+    leases.iter().map(|l| (l.task.id.as_str(), l.task.queue.as_str())).collect()
 }
 
 pub async fn concurrent_submits_of_one_id_make_one_task(broker: Arc<dyn Broker>) {

@@ -775,3 +775,37 @@ async fn the_lease_stores_run_started_for_the_plugins_named_on_a_cluster() {
     let url = tokio::task::spawn_blocking(|| RedisCluster::shared().url()).await.expect("the cluster");
     the_lease_stores_run_started_for_the_plugins_named(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_the_quota_permit_of_a_host_that_died_lapses_with_its_lease() {
+    use taskhost::queue::TenantPolicy;
+    let backend = cluster();
+    let (dead, alive) = (backend.open().await, backend.open().await);
+    let both = vec![QUEUE.to_owned(), "second".to_owned()];
+    let capped = TenantPolicy { tenant: "capped".into(), weight: 1, concurrent_tasks: Some(1) };
+    dead.set_tenant_policies(&both, &[capped]).await.expect("set the policies");
+    for (i, queue) in both.iter().enumerate() {
+        let task = NewTask { tenant: "capped".into(), queue: queue.clone(), ..new_task(&format!("c{i}")) };
+        assert!(dead.submit(task).await.expect("submit").created);
+    }
+    // The first host takes the one place, with a short lease, and is never heard of again.
+    let short = Duration::from_millis(500);
+    let held = dead.lease("dead/0", &both, short).await.expect("lease").expect("a task");
+    assert!(alive.lease("alive/0", &both, Duration::from_secs(60)).await.expect("lease").is_none());
+    // Its lease lapses, and with it (a margin for the nodes' clocks later) its permit: the other
+    // host starts a task, from either queue, and only one.
+    let started = Instant::now();
+    let next = loop {
+        if let Some(lease) = alive.lease("alive/0", &both, Duration::from_secs(60)).await.expect("lease") {
+            break lease;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the dead host's permit never lapsed");
+        alive.wait_for_work(&both, Duration::from_millis(200)).await;
+    };
+    assert_eq!(next.task.tenant, "capped");
+    assert!(alive.lease("alive/1", &both, Duration::from_secs(60)).await.expect("lease").is_none());
+    // The dead host's renewal (were it to wake up) finds its lease gone and leaves the permit,
+    // now the new holder's, alone.
+    assert_eq!(dead.renew(&held, short).await.expect("renew"), LeaseState::Lost);
+    assert!(alive.lease("alive/1", &both, Duration::from_secs(60)).await.expect("lease").is_none());
+}
