@@ -177,16 +177,27 @@ async fn lease_within(
     lease_for: Duration,
     deadline: Duration,
 ) -> Option<Lease> {
+    lease_from_within(broker, worker, &queues(), lease_for, deadline).await
+}
+
+/// [`lease_within`] from `queues`.
+pub async fn lease_from_within(
+    broker: &Arc<dyn Broker>,
+    worker: &str,
+    queues: &[String],
+    lease_for: Duration,
+    deadline: Duration,
+) -> Option<Lease> {
     let give_up = Instant::now() + deadline;
     loop {
-        if let Some(lease) = broker.lease(worker, &queues(), lease_for).await.expect("lease") {
+        if let Some(lease) = broker.lease(worker, queues, lease_for).await.expect("lease") {
             return Some(lease);
         }
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return None;
         }
-        broker.wait_for_work(&queues(), left.min(Duration::from_millis(50))).await;
+        broker.wait_for_work(queues, left.min(Duration::from_millis(50))).await;
     }
 }
 
@@ -897,14 +908,9 @@ pub async fn a_tenants_quota_holds_across_its_queues_and_hosts(backend: &dyn Bac
     let done = &leases[0];
     let owner = if done.worker.starts_with("host0") { &host_a } else { &host_b };
     owner.finish(done, succeeded("1"), event(kind::RUN_COMPLETED)).await.expect("finish").expect("held");
-    let give_up = Instant::now() + DEADLINE;
-    let next = loop {
-        if let Some(lease) = host_b.lease("host1/9", &both, LONG_LEASE).await.expect("lease") {
-            break lease;
-        }
-        assert!(Instant::now() < give_up, "no capped task started after one ended");
-        host_b.wait_for_work(&both, Duration::from_millis(200)).await;
-    };
+    let next = lease_from_within(&host_b, "host1/9", &both, LONG_LEASE, DEADLINE)
+        .await
+        .expect("a capped task started after one ended");
     assert_eq!(next.task.tenant, "capped");
     assert!(
         host_a.lease("host0/9", &both, LONG_LEASE).await.expect("lease").is_none(),
@@ -912,13 +918,9 @@ pub async fn a_tenants_quota_holds_across_its_queues_and_hosts(backend: &dyn Bac
     );
     // A release (a draining host) frees its place too.
     host_b.release(&next).await.expect("release");
-    let again = loop {
-        if let Some(lease) = host_a.lease("host0/10", &both, LONG_LEASE).await.expect("lease") {
-            break lease;
-        }
-        assert!(Instant::now() < give_up, "no capped task started after one was released");
-        host_a.wait_for_work(&both, Duration::from_millis(200)).await;
-    };
+    let again = lease_from_within(&host_a, "host0/10", &both, LONG_LEASE, DEADLINE)
+        .await
+        .expect("a capped task started after one was released");
     assert_eq!(again.task.tenant, "capped");
     assert!(
         host_b.lease("host1/10", &both, LONG_LEASE).await.expect("lease").is_none(),
