@@ -641,9 +641,10 @@ return out
 /// `ARGV[4..]`: lease_ms, the key prefix of every queue and the set of queues (two empty
 /// strings on a Cluster, where a script sees only its own queue), the id index prefix (empty on
 /// a Cluster), the caps (on a Cluster, a JSON object: tenant with a quota → most of its tasks
-/// this call may start; otherwise empty), the host's id as JSON (empty: store no `run_started` events), the number n of
-/// plugins whose `run_started` the script stores, then per plugin its name, its name as JSON and
-/// its limits as JSON, then per idle slot its worker id and that id as JSON. Leases up to one
+/// this call may start; otherwise empty), the host's id as JSON (empty: store no `run_started`
+/// events), the number n of plugins whose `run_started` the script stores, then per plugin its
+/// name, its name as JSON and its limits as JSON, then per idle slot its worker id and that id
+/// as JSON. Leases up to one
 /// task per worker, in order, and stops at the first worker for which nothing is runnable.
 /// Returns `{ended, record...}`: `ended` the ids this call ended, then the record of each task
 /// leased as a JSON object of strings, the n-th for the n-th worker; a record whose
