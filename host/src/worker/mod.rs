@@ -341,7 +341,8 @@ impl Worker {
                 tracing::warn!(%error, "heartbeat failed");
                 continue;
             }
-            let hosts = match self.broker.hosts().await {
+            // The hub's list, shared with the API and the `/ws/queue` streams (at most 1 s old).
+            let hosts = match self.hub.hosts().await {
                 Ok(hosts) => hosts,
                 Err(error) => {
                     crate::telemetry::broker_error("hosts");
