@@ -86,7 +86,9 @@
 //!   by lapse time): before a lease call the host reads how many permits are free (expired ones
 //!   purged) and the script starts at most that many of the tenant's tasks; then the host takes
 //!   one permit per task started, atomically against the quota. A host that loses that race
-//!   (another host took the last permits in between) releases the lease at once. Renewals
+//!   (another host took the last permits in between) releases the lease at once, and since the
+//!   lease stores no `run_started` for such a task (the worker appends it once the permit is
+//!   held), an attempt handed back that way leaves no trace. Renewals
 //!   extend the permit, a finish or release returns it, and a host that dies leaves permits that
 //!   lapse with its leases. A permit freed in one queue is seen in another at its next wake or
 //!   within the idle wait.
@@ -782,9 +784,11 @@ local function start(id, h, worker)
   move(h.tenant, 'queued', 'running')
   started_of[h.tenant] = (started_of[h.tenant] or 0) + 1
   for i = 1, #set, 2 do h[set[i]] = set[i + 1] end
-  if started_host ~= '' then
-    -- The attempt's `run_started`, as the worker would append it, for a task of a plugin named
-    -- by the host that asks for no limits of its own (the event shows the plugin's).
+  -- The attempt's `run_started`, as the worker would append it, for a task of a plugin named
+  -- by the host that asks for no limits of its own (the event shows the plugin's). Not for a
+  -- task that must still take a quota permit (a capped tenant on a Cluster): one that finds
+  -- none goes back without having run, and the worker appends the event once it holds one.
+  if started_host ~= '' and caps[h.tenant] == nil then
     local started = h.plugin and started_by_plugin[h.plugin]
     if started and h.limits == '{}' then
       local data = '{"attempt":' .. attempts .. ',"host":' .. started_host .. ',"limits":' .. started[2] ..

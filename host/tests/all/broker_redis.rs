@@ -776,6 +776,138 @@ async fn the_lease_stores_run_started_for_the_plugins_named_on_a_cluster() {
     the_lease_stores_run_started_for_the_plugins_named(&url).await;
 }
 
+/// The node of the shared cluster that holds `key`: the one that does not answer `MOVED`.
+async fn node_holding(key: &str) -> redis::aio::MultiplexedConnection {
+    let url = tokio::task::spawn_blocking(|| RedisCluster::shared().url()).await.expect("the cluster");
+    for node in url.split(',') {
+        let client = redis::Client::open(node).expect("a node's URL");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect to a node");
+        let owns: Result<i64, _> = redis::cmd("EXISTS").arg(key).query_async(&mut conn).await;
+        if owns.is_ok() {
+            return conn;
+        }
+    }
+    panic!("no node holds {key}");
+}
+
+/// On a Cluster, a host counts the free permits of a tenant with a quota, leases, then takes a
+/// permit per task started. When another host takes the last permit in between, the task goes
+/// back at once, and nothing of that attempt remains: no `run_started`, no attempt counted.
+///
+/// The race is made certain: writes to the queue's node are paused (`CLIENT PAUSE ... WRITE`, which
+/// lets reads through) once the host has counted the permits, another permit is added, and the
+/// node resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_task_whose_permit_was_taken_meanwhile_goes_back_without_a_trace() {
+    use taskhost::queue::TenantPolicy;
+    let backend = cluster();
+    let queue_node_key = format!("{}:{{{QUEUE}}}:probe", backend.prefix);
+    let mut queue_node = node_holding(&queue_node_key).await;
+    let queue_node_id: String =
+        redis::cmd("CLUSTER").arg("MYID").query_async(&mut queue_node).await.expect("node id");
+    // A tenant whose permits live on another node than the queue's.
+    let mut tenant = None;
+    for candidate in (0..16).map(|i| format!("capped-{i}")) {
+        let key = format!("{}:permits:{{{candidate}}}", backend.prefix);
+        let mut node = node_holding(&key).await;
+        let id: String = redis::cmd("CLUSTER").arg("MYID").query_async(&mut node).await.expect("node id");
+        if id != queue_node_id {
+            tenant = Some((candidate, key, node));
+            break;
+        }
+    }
+    let (tenant, permits, mut permits_node) = tenant.expect("a tenant on another node than the queue");
+
+    let broker = backend.open().await;
+    let limits = json!({"fuel": 1000, "timeout_ms": 1000, "memory_bytes": 1 << 20});
+    broker.record_run_started("host-1", &[("echo".to_owned(), limits)]);
+    let policy = TenantPolicy { tenant: tenant.clone(), weight: 1, concurrent_tasks: Some(1) };
+    broker.set_tenant_policies(&queues(), &[policy]).await.expect("set the policies");
+    let task = NewTask { tenant: tenant.clone(), ..new_task("raced") };
+    assert!(broker.submit(task).await.expect("submit").created);
+
+    // A lapsed permit the count removes: its going shows that the host has counted.
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&permits)
+        .arg(1)
+        .arg("long-gone")
+        .query_async(&mut permits_node)
+        .await
+        .expect("zadd");
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(10_000)
+        .arg("WRITE")
+        .query_async(&mut queue_node)
+        .await
+        .expect("pause the queue's node");
+    let leasing = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.lease("h/0", &queues(), DEADLINE).await })
+    };
+    let counted_by = Instant::now() + DEADLINE;
+    loop {
+        let left: Option<f64> = redis::cmd("ZSCORE")
+            .arg(&permits)
+            .arg("long-gone")
+            .query_async(&mut permits_node)
+            .await
+            .expect("zscore");
+        if left.is_none() {
+            break;
+        }
+        if Instant::now() > counted_by {
+            let _: Result<(), _> = redis::cmd("CLIENT").arg("UNPAUSE").query_async(&mut queue_node).await;
+            panic!("the host did not count the permits");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another host takes the one permit; then the lease goes on.
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&permits)
+        .arg(taskhost::queue::now_ms() + 60_000)
+        .arg("elsewhere")
+        .query_async(&mut permits_node)
+        .await
+        .expect("zadd");
+    let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query_async(&mut queue_node).await.expect("unpause");
+    let leased = leasing.await.expect("the lease call").expect("lease");
+    assert!(leased.is_none(), "leased without a permit: {leased:?}");
+
+    let task = broker.get(None, "raced").await.expect("get").expect("the task");
+    assert_eq!((task.status, task.attempts), (TaskStatus::Queued, 0));
+    assert!(
+        broker.events_since("raced", 0, 10).await.expect("events").is_empty(),
+        "an attempt that never ran left events"
+    );
+    let held: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&permits)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut permits_node)
+        .await
+        .expect("zrange");
+    assert_eq!(held, ["elsewhere"]);
+
+    // Once the other permit is returned, the task starts as its first attempt; the worker
+    // appends its `run_started`, which is the first event.
+    let _: i64 =
+        redis::cmd("ZREM").arg(&permits).arg("elsewhere").query_async(&mut permits_node).await.expect("zrem");
+    let lease =
+        broker.lease("h/0", &queues(), Duration::from_secs(60)).await.expect("lease").expect("the task, now");
+    assert_eq!((lease.task.id.as_str(), lease.attempt), ("raced", 1));
+    assert!(lease.started.is_none(), "the worker appends run_started once the permit is held");
+    assert!(broker.events_since("raced", 0, 10).await.expect("events").is_empty());
+    let held: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&permits)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut permits_node)
+        .await
+        .expect("zrange");
+    assert_eq!(held, ["raced"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_the_quota_permit_of_a_host_that_died_lapses_with_its_lease() {
     use taskhost::queue::TenantPolicy;
