@@ -790,6 +790,11 @@ async fn node_holding(key: &str) -> redis::aio::MultiplexedConnection {
     panic!("no node holds {key}");
 }
 
+/// The members of a tenant's permits set: the tasks holding one.
+async fn permits_held(node: &mut redis::aio::MultiplexedConnection, permits: &str) -> Vec<String> {
+    redis::cmd("ZRANGE").arg(permits).arg(0).arg(-1).query_async(node).await.expect("zrange")
+}
+
 /// On a Cluster, a host counts the free permits of a tenant with a quota, leases, then takes a
 /// permit per task started. When another host takes the last permit in between, the task goes
 /// back at once, and nothing of that attempt remains: no `run_started`, no attempt counted.
@@ -880,17 +885,10 @@ async fn on_a_cluster_a_task_whose_permit_was_taken_meanwhile_goes_back_without_
         broker.events_since("raced", 0, 10).await.expect("events").is_empty(),
         "an attempt that never ran left events"
     );
-    let held: Vec<String> = redis::cmd("ZRANGE")
-        .arg(&permits)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut permits_node)
-        .await
-        .expect("zrange");
-    assert_eq!(held, ["elsewhere"]);
+    assert_eq!(permits_held(&mut permits_node, &permits).await, ["elsewhere"]);
 
-    // Once the other permit is returned, the task starts as its first attempt; the worker
-    // appends its `run_started`, which is the first event.
+    // Once the other permit is returned, the task starts as its first attempt, and its first
+    // event is the `run_started` its worker appends.
     let _: i64 =
         redis::cmd("ZREM").arg(&permits).arg("elsewhere").query_async(&mut permits_node).await.expect("zrem");
     let lease =
@@ -898,14 +896,7 @@ async fn on_a_cluster_a_task_whose_permit_was_taken_meanwhile_goes_back_without_
     assert_eq!((lease.task.id.as_str(), lease.attempt), ("raced", 1));
     assert!(lease.started.is_none(), "the worker appends run_started once the permit is held");
     assert!(broker.events_since("raced", 0, 10).await.expect("events").is_empty());
-    let held: Vec<String> = redis::cmd("ZRANGE")
-        .arg(&permits)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut permits_node)
-        .await
-        .expect("zrange");
-    assert_eq!(held, ["raced"]);
+    assert_eq!(permits_held(&mut permits_node, &permits).await, ["raced"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
