@@ -88,7 +88,7 @@
 //!   one permit per task started, atomically against the quota. A host that loses that race
 //!   (another host took the last permits in between) releases the lease at once, and since the
 //!   lease stores no `run_started` for such a task (the worker appends it once the permit is
-//!   held), an attempt handed back that way leaves no trace. Renewals
+//!   held), an attempt handed back that way leaves no event and counts no attempt. Renewals
 //!   extend the permit, a finish or release returns it, and a host that dies leaves permits that
 //!   lapse with its leases. A permit freed in one queue is seen in another at its next wake or
 //!   within the idle wait.

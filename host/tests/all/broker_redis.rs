@@ -797,13 +797,13 @@ async fn permits_held(node: &mut redis::aio::MultiplexedConnection, permits: &st
 
 /// On a Cluster, a host counts the free permits of a tenant with a quota, leases, then takes a
 /// permit per task started. When another host takes the last permit in between, the task goes
-/// back at once, and nothing of that attempt remains: no `run_started`, no attempt counted.
+/// back at once, and that attempt leaves no event and counts no attempt.
 ///
 /// The race is made certain: writes to the queue's node are paused (`CLIENT PAUSE ... WRITE`, which
 /// lets reads through) once the host has counted the permits, another permit is added, and the
 /// node resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_cluster_a_task_whose_permit_was_taken_meanwhile_goes_back_without_a_trace() {
+async fn on_a_cluster_a_task_whose_permit_was_taken_meanwhile_goes_back_with_no_event_and_no_attempt() {
     use taskhost::queue::TenantPolicy;
     let backend = cluster();
     let queue_node_key = format!("{}:{{{QUEUE}}}:probe", backend.prefix);
